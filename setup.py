@@ -1,0 +1,34 @@
+"""tfc-sth: soft-then-hard quantization for learned image compression on tfc."""
+
+import setuptools
+
+setuptools.setup(
+    name="tfc-sth",
+    version="0.1.0",
+    description="Soft-then-hard quantization and SAUN for learned image "
+                "compression on TensorFlow Compression.",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.9,<3.12",
+    # The shipped SavedModels live in models/ and install as tfc_sth.models.
+    packages=["tfc_sth", "tfc_sth.models"],
+    package_dir={"tfc_sth": "tfc_sth", "tfc_sth.models": "models"},
+    package_data={"tfc_sth.models": [
+        "*/*.pb", "*/*.json", "*/*.md", "*/variables/*", "*/assets/*",
+        "*/fingerprint.pb"]},
+    install_requires=[
+        "tensorflow~=2.14.1",
+        "tensorflow-compression==2.14.1",
+        "tensorflow-datasets",
+        # Newer releases need protobuf 5, which breaks tensorflow 2.14.
+        "tensorflow-metadata<1.15",
+        "absl-py",
+        "numpy<2",
+    ],
+    extras_require={
+        "test": ["pytest", "pillow"],
+        "plot": ["matplotlib"],
+    },
+    entry_points={"console_scripts": ["tfc-sth=tfc_sth.cli:entry_point"]},
+)

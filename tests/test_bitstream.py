@@ -1,0 +1,229 @@
+"""The .tsth container: round trip, and a clear BitstreamError for bad bytes."""
+
+import struct
+import zlib
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_compression as tfc
+
+from tfc_sth import bitstream
+
+MODEL_ID = "mean_scale_hyperprior-0123456789ab"
+HEADER = bitstream.Header(MODEL_ID, height=70, width=130, channels=3)
+STRINGS = {
+    "z_string": tf.constant([b"\x00\x01zz\xff"]),
+    "y_string": tf.constant([bytes(range(256)) * 3]),
+}
+NAMES = ("y_string", "z_string")
+# Offsets of the layout documented in bitstream.py.
+HEADER_END = 19 + len(MODEL_ID)  # Where the payload starts.
+
+
+def _packed():
+  return bitstream.pack(HEADER, STRINGS)
+
+
+def _with_payload(payload, header=HEADER):
+  """A file with a correct checksum around arbitrary payload bytes.
+
+  `header` is a `Header` or a (model id, height, width, channels) tuple,
+  which may hold values a `Header` refuses.
+  """
+  if isinstance(header, bitstream.Header):
+    header = (header.model_id, header.height, header.width, header.channels)
+  model_id, height, width, channels = header
+  model_id = model_id.encode("ascii")
+  head = (bitstream.MAGIC + bytes([bitstream.VERSION, len(model_id)]) +
+          model_id + struct.pack(">IIB", height, width, channels))
+  return head + struct.pack(">I", zlib.crc32(head + payload)) + payload
+
+
+def _example(**features):
+  """A serialized tf.train.Example: what tfc.PackedTensors is made of."""
+  example = tf.train.Example()
+  for key, (kind, values) in features.items():
+    getattr(example.features.feature[key], kind).value[:] = values
+  return example.SerializeToString()
+
+
+# Round trip.
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_round_trip(channels):
+  header = bitstream.Header(MODEL_ID, 1, bitstream.MAX_SIDE, channels)
+  data = bitstream.pack(header, STRINGS)
+  assert data.startswith(b"TSTH\x01")
+  read, payload = bitstream.read_header(data)
+  assert read == header
+  assert data.endswith(payload) and len(payload) > 0
+  strings = bitstream.unpack_strings(payload, NAMES)
+  assert set(strings) == set(NAMES)
+  for name in NAMES:
+    np.testing.assert_array_equal(strings[name].numpy(),
+                                  STRINGS[name].numpy())
+    assert strings[name].dtype == tf.string
+
+
+def test_round_trip_names_order_does_not_matter():
+  _, payload = bitstream.read_header(_packed())
+  strings = bitstream.unpack_strings(payload, reversed(NAMES))
+  assert strings["z_string"].numpy()[0] == b"\x00\x01zz\xff"
+  assert strings["y_string"].numpy()[0] == bytes(range(256)) * 3
+
+
+def test_layout_matches_documentation():
+  data = _packed()
+  assert data[:4] == b"TSTH"
+  assert data[4] == 1
+  assert data[5] == len(MODEL_ID)
+  assert data[6:6 + len(MODEL_ID)] == MODEL_ID.encode("ascii")
+  assert struct.unpack_from(">IIB", data, 6 + len(MODEL_ID)) == (70, 130, 3)
+  crc, = struct.unpack_from(">I", data, HEADER_END - 4)
+  assert crc == zlib.crc32(data[:HEADER_END - 4] + data[HEADER_END:])
+  packed = tfc.PackedTensors(data[HEADER_END:])
+  y, z = packed.unpack([tf.string, tf.string])  # Sorted order of the names.
+  assert y.numpy()[0] == STRINGS["y_string"].numpy()[0]
+  assert z.numpy()[0] == STRINGS["z_string"].numpy()[0]
+
+
+def test_empty_strings_round_trip():
+  strings = {"a": tf.constant([b""]), "b": tf.constant([b"x"])}
+  header, payload = bitstream.read_header(bitstream.pack(HEADER, strings))
+  assert header == HEADER
+  out = bitstream.unpack_strings(payload, ["a", "b"])
+  assert out["a"].numpy().tolist() == [b""]
+  assert out["b"].numpy().tolist() == [b"x"]
+
+
+# pack refuses headers it cannot write.
+
+def test_pack_rejects_bad_channels():
+  with pytest.raises(ValueError, match="channel"):
+    bitstream.pack(bitstream.Header(MODEL_ID, 4, 4, 2), STRINGS)
+
+
+@pytest.mark.parametrize("height, width", [
+    (0, 4), (4, 0), (bitstream.MAX_SIDE + 1, 4), (bitstream.MAX_SIDE,
+                                                  bitstream.MAX_SIDE)])
+def test_header_rejects_bad_or_huge_shapes(height, width):
+  with pytest.raises(ValueError, match="out of range"):
+    bitstream.Header(MODEL_ID, height, width, 3)
+
+
+def test_pack_rejects_long_model_id():
+  with pytest.raises(ValueError, match="255"):
+    bitstream.pack(bitstream.Header("x" * 256, 4, 4, 3), STRINGS)
+
+
+# read_header errors.
+
+def test_empty_bytes():
+  with pytest.raises(bitstream.BitstreamError, match="not a tfc-sth file"):
+    bitstream.read_header(b"")
+
+
+@pytest.mark.parametrize("data", [
+    b"\x89PNG\r\n\x1a\n" + b"\x00" * 40,
+    b"tsth" + _with_payload(b"")[4:],
+    b"XSTH" + _with_payload(b"")[4:],
+    b"TST",
+])
+def test_wrong_magic(data):
+  with pytest.raises(bitstream.BitstreamError, match="bad magic"):
+    bitstream.read_header(data)
+
+
+@pytest.mark.parametrize("version", [0, 2, 255])
+def test_unsupported_version(version):
+  data = bytearray(_packed())
+  data[4] = version
+  with pytest.raises(bitstream.BitstreamError,
+                     match=f"unsupported format version {version}"):
+    bitstream.read_header(bytes(data))
+
+
+def test_truncated_header():
+  data = _packed()
+  for length in range(HEADER_END):
+    with pytest.raises(bitstream.BitstreamError) as info:
+      bitstream.read_header(data[:length])
+    if length >= 6:  # Magic, version and id length are there.
+      assert "truncated" in str(info.value), length
+
+
+def test_truncated_payload():
+  data = _packed()
+  for length in range(HEADER_END, len(data)):
+    with pytest.raises(bitstream.BitstreamError, match="checksum"):
+      bitstream.read_header(data[:length])
+
+
+def test_appended_bytes():
+  with pytest.raises(bitstream.BitstreamError, match="checksum"):
+    bitstream.read_header(_packed() + b"\x00")
+
+
+def test_every_flipped_bit_is_detected():
+  data = _packed()
+  bitstream.read_header(data)  # The original is fine.
+  for i in range(len(data)):
+    for bit in range(8):
+      flipped = bytearray(data)
+      flipped[i] ^= 1 << bit
+      with pytest.raises(bitstream.BitstreamError):
+        bitstream.read_header(bytes(flipped))
+        pytest.fail(f"flipped bit {bit} of byte {i} not detected")
+
+
+def test_flipped_payload_bit_reports_checksum():
+  data = bytearray(_packed())
+  data[HEADER_END + 10] ^= 0x10
+  with pytest.raises(bitstream.BitstreamError, match="checksum mismatch"):
+    bitstream.read_header(bytes(data))
+
+
+def test_non_ascii_model_id_with_valid_checksum():
+  data = bytearray(_with_payload(b""))
+  data[6] = 0xff
+  crc = zlib.crc32(bytes(data[:HEADER_END - 4]))
+  data[HEADER_END - 4:HEADER_END] = struct.pack(">I", crc)
+  with pytest.raises(bitstream.BitstreamError, match="model id"):
+    bitstream.read_header(bytes(data))
+
+
+@pytest.mark.parametrize("height,width", [
+    (0, 5), (5, 0), (bitstream.MAX_SIDE + 1, 5), (2 ** 32 - 1, 5)])
+def test_bad_image_size_with_valid_checksum(height, width):
+  data = _with_payload(b"", (MODEL_ID, height, width, 3))
+  with pytest.raises(bitstream.BitstreamError, match="image shape"):
+    bitstream.read_header(data)
+
+
+def test_bad_channels_with_valid_checksum():
+  data = _with_payload(b"", (MODEL_ID, 5, 5, 4))
+  with pytest.raises(bitstream.BitstreamError, match="image shape"):
+    bitstream.read_header(data)
+
+
+# Payloads that pass the checksum but are not the model's PackedTensors.
+
+@pytest.mark.parametrize("payload", [
+    b"hello, world",
+    b"\x00" * 16,
+    bytes(range(256)),
+    b"",  # An empty Example: no strings at all.
+    _example(),
+    _example(**{"\x01": ("bytes_list", [b"only one string"])}),
+    _example(**{"\x01": ("int64_list", [1, 2]),
+                "\x02": ("int64_list", [3])}),
+    _example(**{"\x01": ("bytes_list", [b"a", b"b"]),
+                "\x02": ("bytes_list", [b"c"])}),
+], ids=["text", "zeros", "bytes", "empty", "empty_example", "one_string",
+        "integers", "two_strings_in_one"])
+def test_payload_not_packed_strings(payload):
+  header, read_payload = bitstream.read_header(_with_payload(payload))
+  assert header == HEADER and read_payload == payload
+  with pytest.raises(bitstream.BitstreamError, match="corrupted payload"):
+    bitstream.unpack_strings(read_payload, NAMES)

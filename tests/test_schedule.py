@@ -1,0 +1,111 @@
+"""The two-phase fit: phase switch, frozen encoder, resume in either phase."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfc_sth import schedule
+from tfc_sth import training
+
+
+@pytest.fixture(scope="module")
+def patch_glob(tmp_path_factory):
+  directory = tmp_path_factory.mktemp("patches")
+  rng = np.random.default_rng(0)
+  for i in range(3):
+    image = rng.integers(0, 256, (80, 96, 3), dtype=np.uint8)
+    tf.io.write_file(str(directory / f"{i}.png"), tf.io.encode_png(image))
+  return str(directory / "*.png")
+
+
+def test_phases_of_each_strategy_have_equal_total_steps():
+  sth = schedule.phases_for("sth", 30, 10)
+  assert [(p.quantization, p.steps, p.freeze_encoder) for p in sth] == [
+      ("noise", 30, False), ("hard", 10, True)]
+  for strategy in ("noise", "ste", "mixed"):
+    phases = schedule.phases_for(strategy, 30, 10)
+    assert len(phases) == 1 and phases[0].quantization == strategy
+    assert schedule.total_steps(phases) == 40
+  with pytest.raises(ValueError, match="Unknown strategy"):
+    schedule.phases_for("anneal-ish", 1, 1)
+
+
+def test_phase_at_step():
+  phases = schedule.phases_for("sth", 3, 2)
+  assert [schedule.phase_at(phases, s) for s in range(6)] == [
+      0, 0, 0, 1, 1, 1]
+
+
+def test_learning_rate_drops_tenfold_for_the_last_fifth():
+  lr = schedule.learning_rate_schedule(1e-3, 100)
+  assert float(lr(79)) == pytest.approx(1e-3)
+  assert float(lr(81)) == pytest.approx(1e-4)
+
+
+class _Recorder(tf.keras.callbacks.Callback):
+  """Snapshots weights after every step; optionally stops at a step."""
+
+  def __init__(self, stop_at=None):
+    super().__init__()
+    self.stop_at = stop_at
+    self.snapshots = {}
+
+  def on_train_batch_end(self, batch, logs=None):
+    step = int(self.model.optimizer.iterations)
+    self.snapshots[step] = dict(
+        encoder=[w.numpy() for w in self.model.analysis.weights +
+                 self.model.latent_codec.hyper_analysis.weights],
+        decoder=[w.numpy() for w in self.model.synthesis.weights],
+        phase=int(self.model.phase), mode=self.model.quantization)
+    if step == self.stop_at:
+      self.model.stop_training = True
+
+
+def _config(train_glob, **kwargs):
+  kwargs = dict(dict(num_filters=8, latent_channels=12, soft_steps=4,
+                     hard_steps=4, steps_per_epoch=2, batch_size=2,
+                     patch_size=64), **kwargs)
+  return training.TrainConfig(train_glob=train_glob, **kwargs)
+
+
+def _changed(a, b):
+  return any(not np.array_equal(x, y) for x, y in zip(a, b))
+
+
+def test_sth_switches_phase_and_freezes_encoder(tmp_path, patch_glob):
+  recorder = _Recorder()
+  training.train(_config(patch_glob), str(tmp_path), callbacks=[recorder])
+  s = recorder.snapshots
+  assert [s[i]["mode"] for i in range(1, 9)] == ["noise"] * 4 + ["hard"] * 4
+  assert [s[i]["phase"] for i in range(1, 9)] == [0] * 4 + [1] * 4
+  assert _changed(s[1]["encoder"], s[4]["encoder"])
+  for step in range(5, 9):  # Hard phase: encoder still, decoder moving.
+    assert not _changed(s[4]["encoder"], s[step]["encoder"])
+    assert _changed(s[step - 1]["decoder"], s[step]["decoder"])
+
+
+@pytest.mark.parametrize("stop_at", [2, 6])
+def test_resume_after_interruption_in_each_phase(tmp_path, patch_glob,
+                                                 stop_at):
+  config = _config(patch_glob)
+  first = _Recorder(stop_at=stop_at)
+  training.train(config, str(tmp_path), callbacks=[first])
+  assert max(first.snapshots) == stop_at
+  resumed = _Recorder()
+  model = training.train(config, str(tmp_path), callbacks=[resumed])
+  assert min(resumed.snapshots) == stop_at + 1  # Continued, not restarted.
+  assert int(model.optimizer.iterations) == 8
+  s = resumed.snapshots
+  assert s[stop_at + 1]["phase"] == schedule.phase_at(
+      schedule.phases_for("sth", 4, 4), stop_at)
+  assert s[8]["phase"] == 1 and s[8]["mode"] == "hard"
+  # Resumed from the checkpoint: the encoder froze at the switch (step 4).
+  if stop_at >= 4:
+    assert not _changed(first.snapshots[stop_at]["encoder"], s[8]["encoder"])
+
+
+def test_resume_refuses_a_different_model(tmp_path, patch_glob):
+  training.train(_config(patch_glob, soft_steps=2, hard_steps=0),
+                 str(tmp_path))
+  with pytest.raises(ValueError, match="different latent_channels"):
+    training.train(_config(patch_glob, latent_channels=16), str(tmp_path))

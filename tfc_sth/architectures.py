@@ -1,0 +1,138 @@
+"""Architectures: transforms plus a latent codec, registered by name.
+
+`CompressionModel` is the one Keras model every architecture trains as:
+
+    x ─ g_a ─ y ─ latent codec ─ ŷ ─ g_s ─ x̂,   loss = bpp + λ·MSE
+
+with MSE on the 8-bit scale (tfc's convention, so λ values are comparable
+with tfc's examples). An architecture is a function returning
+`(analysis, synthesis, latent_codec)`; adding one is adding such a function.
+"""
+
+import tensorflow as tf
+
+from tfc_sth import latent_codecs
+from tfc_sth import quantization
+from tfc_sth import saun
+from tfc_sth import transforms
+
+ARCHITECTURES = {}
+
+
+def register(name):
+  def decorator(builder):
+    ARCHITECTURES[name] = builder
+    return builder
+  return decorator
+
+
+@register("mean_scale_hyperprior")
+def mean_scale_hyperprior(num_filters=128, latent_channels=192,
+                          delta=saun.NONE, kernel_parameter="rdft"):
+  """Minnen et al. 2018 without context: GDN transforms, Gaussian (μ, σ) prior."""
+  return (
+      transforms.analysis_transform(
+          num_filters, latent_channels, kernel_parameter),
+      transforms.synthesis_transform(num_filters, kernel_parameter),
+      latent_codecs.MeanScaleHyperprior(
+          latent_channels, num_filters, delta=delta,
+          kernel_parameter=kernel_parameter),
+  )
+
+
+def _mean(name):
+  return tf.keras.metrics.Mean(name=name)
+
+
+class CompressionModel(tf.keras.Model):
+  """An image codec: analysis/synthesis transforms around a latent codec.
+
+  Images enter as floats in [0, 1]. `call` returns (x̂, bits per image).
+  The quantization mode of the latent codec and whether the encoder is frozen
+  are set by the training schedule (`schedule.py`); `phase` records which
+  phase of that schedule the model is in, so that checkpoints carry it.
+  """
+
+  # Downsampling of every analysis transform here (four stride-2 stages).
+  analysis_downsampling = 16
+
+  def __init__(self, architecture="mean_scale_hyperprior", lmbda=0.01,
+               **architecture_kwargs):
+    super().__init__()
+    if architecture not in ARCHITECTURES:
+      raise ValueError(
+          f"Unknown architecture {architecture!r}; "
+          f"known: {', '.join(sorted(ARCHITECTURES))}.")
+    self.architecture = architecture
+    self.architecture_kwargs = dict(architecture_kwargs)
+    self.lmbda = float(lmbda)
+    self.analysis, self.synthesis, self.latent_codec = (
+        ARCHITECTURES[architecture](**architecture_kwargs))
+    self.downsampling = (
+        self.analysis_downsampling * self.latent_codec.downsampling)
+    self.phase = tf.Variable(0, trainable=False, dtype=tf.int64, name="phase")
+    self.metric_trackers = [
+        _mean(n) for n in ("loss", "bpp", "mse", "psnr")]
+
+  @property
+  def quantization(self):
+    return self.latent_codec.quantization
+
+  @quantization.setter
+  def quantization(self, mode):
+    self.latent_codec.quantization = quantization.check_mode(mode)
+
+  @property
+  def encoder_layers(self):
+    """The analysis transforms: frozen in the hard phase of soft-then-hard."""
+    return [self.analysis] + self.latent_codec.encoder_layers
+
+  def freeze_encoder(self, frozen=True):
+    for layer in self.encoder_layers:
+      layer.trainable = not frozen
+
+  def call(self, x, training=False):
+    y = self.analysis(x)
+    y_hat, bits = self.latent_codec(y, training=training)
+    x_hat = self.synthesis(y_hat)
+    return x_hat, bits
+
+  def rate_distortion(self, x, training):
+    """Returns (loss, bpp, mse on the 8-bit scale) for a batch in [0, 1]."""
+    x_hat, bits = self(x, training=training)
+    if not training:
+      x_hat = tf.clip_by_value(x_hat, 0., 1.)
+    num_pixels = tf.cast(tf.reduce_prod(tf.shape(x)[:-1]), bits.dtype)
+    bpp = tf.reduce_sum(bits) / num_pixels
+    mse = tf.reduce_mean(tf.math.squared_difference(x, x_hat)) * 255. ** 2
+    return bpp + self.lmbda * mse, bpp, mse
+
+  def _update_metrics(self, loss, bpp, mse):
+    psnr = 10. * tf.math.log(255. ** 2 / mse) / tf.math.log(10.)
+    for tracker, value in zip(self.metric_trackers, (loss, bpp, mse, psnr)):
+      tracker.update_state(value)
+    return {m.name: m.result() for m in self.metric_trackers}
+
+  @property
+  def metrics(self):
+    return self.metric_trackers
+
+  def train_step(self, x):
+    # Read at trace time: the schedule re-traces when it freezes the encoder.
+    variables = self.trainable_variables
+    with tf.GradientTape() as tape:
+      loss, bpp, mse = self.rate_distortion(x, training=True)
+    gradients = tape.gradient(loss, variables)
+    self.optimizer.apply_gradients(zip(gradients, variables))
+    return self._update_metrics(loss, bpp, mse)
+
+  def test_step(self, x):
+    return self._update_metrics(*self.rate_distortion(x, training=False))
+
+  def get_config(self):
+    return dict(architecture=self.architecture, lmbda=self.lmbda,
+                **self.architecture_kwargs)
+
+  @classmethod
+  def from_config(cls, config):
+    return cls(**config)

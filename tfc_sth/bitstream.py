@@ -1,0 +1,110 @@
+"""The .tsth container: a small header around tfc's `PackedTensors`.
+
+Layout (integers big-endian):
+
+    offset  size  field
+    0       4     magic b"TSTH"
+    4       1     format version (1)
+    5       1     L, length of the model id
+    6       L     model id, ASCII (e.g. "mean_scale_hyperprior-3f2a9c01d4e7")
+    6+L     4     image height (at most 32768)
+    10+L    4     image width (at most 32768; at most 2**28 pixels in all)
+    14+L    1     channels to decode to (1: grayscale, 3: RGB)
+    15+L    4     CRC-32 of all bytes before it and of the payload
+    19+L    ...   payload: `tfc.PackedTensors` holding the model's strings,
+                  in the sorted order of their names
+
+The model id names the exact weights that wrote the file, so decompression
+finds the model without being told and refuses a file from another model.
+"""
+
+import dataclasses
+import struct
+import zlib
+
+import tensorflow as tf
+import tensorflow_compression as tfc
+
+MAGIC = b"TSTH"
+VERSION = 1
+SUFFIX = ".tsth"
+_SHAPE = struct.Struct(">IIB")  # height, width, channels
+_CRC = struct.Struct(">I")
+# Larger shapes are refused: a decoder must not allocate unbounded memory.
+MAX_SIDE = 1 << 15
+MAX_PIXELS = 1 << 28
+
+
+class BitstreamError(ValueError):
+  """The bytes are not a valid .tsth file."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Header:
+  model_id: str
+  height: int
+  width: int
+  channels: int
+
+  def __post_init__(self):
+    if not (0 < self.height <= MAX_SIDE and 0 < self.width <= MAX_SIDE
+            and self.height * self.width <= MAX_PIXELS):
+      raise ValueError(f"image size {self.width}x{self.height} out of range "
+                       f"(1 to {MAX_SIDE} per side, at most {MAX_PIXELS} "
+                       "pixels)")
+    if self.channels not in (1, 3):
+      raise ValueError(f"unsupported channel count {self.channels}")
+
+
+def pack(header, strings):
+  """Header + `{name: string[1] tensor}` -> bytes."""
+  packed = tfc.PackedTensors()
+  packed.pack([tf.convert_to_tensor(strings[n]) for n in sorted(strings)])
+  payload = packed.string
+  model_id = header.model_id.encode("ascii")
+  if len(model_id) > 255:
+    raise ValueError("Model id longer than 255 bytes.")
+  head = b"".join([
+      MAGIC, bytes([VERSION, len(model_id)]), model_id,
+      _SHAPE.pack(header.height, header.width, header.channels)])
+  return head + _CRC.pack(zlib.crc32(head + payload)) + payload
+
+
+def read_header(data):
+  """bytes -> (Header, payload bytes), checking magic, version and checksum."""
+  if len(data) < len(MAGIC) + 2 or data[:len(MAGIC)] != MAGIC:
+    raise BitstreamError("not a tfc-sth file (bad magic number)")
+  version, id_length = data[4], data[5]
+  if version != VERSION:
+    raise BitstreamError(
+        f"unsupported format version {version} (this tfc-sth reads {VERSION})")
+  start = 6 + id_length
+  end = start + _SHAPE.size
+  if len(data) < end + _CRC.size:
+    raise BitstreamError("truncated file (header incomplete)")
+  crc, = _CRC.unpack_from(data, end)
+  payload = data[end + _CRC.size:]
+  if zlib.crc32(data[:end] + payload) != crc:
+    raise BitstreamError("corrupted or truncated file (checksum mismatch)")
+  try:
+    model_id = data[6:start].decode("ascii")
+  except UnicodeDecodeError:
+    raise BitstreamError("corrupted header (model id)") from None
+  try:
+    header = Header(model_id, *_SHAPE.unpack_from(data, start))
+  except ValueError:
+    raise BitstreamError("corrupted header (image shape)") from None
+  return header, payload
+
+
+def unpack_strings(payload, names):
+  """Payload bytes -> {name: string[1] tensor} for the given string names."""
+  names = sorted(names)
+  try:
+    tensors = tfc.PackedTensors(payload).unpack([tf.string] * len(names))
+  except Exception:  # pylint: disable=broad-except
+    raise BitstreamError("corrupted payload") from None
+  # A missing or mistyped entry unpacks to an empty tensor, not an error.
+  if any(t.shape != [1] for t in tensors):
+    raise BitstreamError("corrupted payload (strings missing)")
+  return dict(zip(names, tensors))

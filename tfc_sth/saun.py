@@ -1,0 +1,49 @@
+"""Scaled additive uniform noise (SAUN): a learned quantization step Δ > 0.
+
+With a step Δ, the latent y is coded as q = round((y - μ) / Δ) and decoded as
+ŷ = Δ·q + μ. Training replaces rounding by y + Δ·u, u ~ U(-1/2, 1/2).
+
+The rate. If y ~ N(μ, σ²), then v = (y - μ) / Δ ~ N(0, (σ/Δ)²), and the noisy
+latent ỹ = Δ·(v + u) + μ has density p(ỹ) = p_v(v + u) / Δ, where p_v is the
+normal density of scale σ/Δ convolved with a unit-width uniform. The bound
+used for training is therefore
+
+    -log2 p(ỹ) - log2 Δ = -log2 p_v(v + u),
+
+the unit-bin likelihood of the normalised latent under scale σ/Δ. This is
+exactly what tfc's `NoisyNormal` entropy model computes when given (y - μ)/Δ
+and scale σ/Δ, so SAUN needs no entropy model of its own: the latent codec
+divides by Δ before the entropy model and multiplies after it. At inference
+the rate is the discrete likelihood of q under scale σ/Δ, which is what the
+range coder spends.
+
+Δ is part of the model, never side information: per channel it is a weight of
+the codec; predicted from the hyperprior it is recomputed by the decoder from
+the hyper-latent ẑ.
+"""
+
+import math
+
+import tensorflow as tf
+import tensorflow_compression as tfc
+
+NONE = "none"
+CHANNEL = "channel"
+HYPER = "hyper"
+DELTA_MODES = (NONE, CHANNEL, HYPER)
+
+# Below this step the coded values would grow without bound; far below any
+# step that makes sense for a latent of unit-scale noise.
+MIN_DELTA = 1 / 64
+
+
+def check_delta_mode(mode):
+  if mode not in DELTA_MODES:
+    raise ValueError(f"Unknown Δ mode {mode!r}; expected one of {DELTA_MODES}.")
+  return mode
+
+
+def delta_from_log(log_delta):
+  """Δ = exp(log Δ), bounded below by `MIN_DELTA` (gradient kept towards it)."""
+  return tf.exp(tfc.lower_bound(log_delta, math.log(MIN_DELTA)))
+

@@ -1,0 +1,152 @@
+"""The training schedule: phases of quantization modes, switched inside `fit`.
+
+Soft then hard (Guo et al., ICML 2021) is two phases: additive uniform noise
+on everything, then `hard` quantization with the analysis transforms (g_a,
+h_a) frozen, so that the decoder and entropy model are fine-tuned on exactly
+the rounded latents decoding will see. The baselines (`noise`, `ste`,
+`mixed`) are one phase of the same total length, so every strategy trains
+from the same command and the same step budget.
+
+`PhaseSchedule` is a Keras callback: at the first step of a phase it sets the
+quantization mode, freezes or unfreezes the encoder and re-traces the train
+function (Keras reads `model.train_function` anew at every step). The phase
+index lives in `model.phase`, a variable saved with every checkpoint, and the
+phase is derived from the optimizer's step count, so a run restored in either
+phase resumes in that phase at that step.
+
+Optimizer state carries over the switch unchanged: the Adam moments of the
+decoder and entropy model stay valid estimates (their gradients change in
+kind only slightly, noise -> rounding), while resetting them would restart
+bias correction with large, poorly scaled first steps on a trained model.
+The learning rate follows one schedule over the total step count
+(`learning_rate_schedule`), independent of the phase, so that strategies with
+equal total steps see the same learning rates.
+"""
+
+import dataclasses
+import os
+
+from absl import logging
+import tensorflow as tf
+
+from tfc_sth import quantization
+
+STRATEGIES = ("noise", "ste", "mixed", "sth")
+
+
+@dataclasses.dataclass(frozen=True)
+class Phase:
+  quantization: str
+  steps: int
+  freeze_encoder: bool = False
+
+
+def phases_for(strategy, soft_steps, hard_steps):
+  """The phases of a strategy; every strategy trains soft + hard steps."""
+  if strategy == "sth":
+    return [Phase(quantization.NOISE, soft_steps),
+            Phase(quantization.HARD, hard_steps, freeze_encoder=True)]
+  if strategy in STRATEGIES:
+    return [Phase(strategy, soft_steps + hard_steps)]
+  raise ValueError(
+      f"Unknown strategy {strategy!r}; expected one of {STRATEGIES}.")
+
+
+def total_steps(phases):
+  return sum(p.steps for p in phases)
+
+
+def phase_at(phases, step):
+  """Index of the phase that step `step` (0-based) belongs to."""
+  end = 0
+  for index, phase in enumerate(phases):
+    end += phase.steps
+    if step < end:
+      return index
+  return len(phases) - 1
+
+
+def learning_rate_schedule(learning_rate, total, decay_at=0.8):
+  """Constant, then a tenth of it for the last (1 - decay_at) of the steps."""
+  return tf.keras.optimizers.schedules.PiecewiseConstantDecay(
+      [int(decay_at * total)], [learning_rate, learning_rate / 10])
+
+
+class PhaseSchedule(tf.keras.callbacks.Callback):
+  """Puts the model into the phase its step count belongs to."""
+
+  def __init__(self, phases):
+    super().__init__()
+    self.phases = list(phases)
+
+  def _enter(self, index):
+    phase = self.phases[index]
+    self.model.phase.assign(index)
+    self.model.quantization = phase.quantization
+    self.model.freeze_encoder(phase.freeze_encoder)
+    self.model.train_function = self.model.make_train_function(force=True)
+    self._current = index
+    logging.info("Phase %d/%d from step %d: quantization=%s, encoder %s.",
+                 index + 1, len(self.phases),
+                 int(self.model.optimizer.iterations), phase.quantization,
+                 "frozen" if phase.freeze_encoder else "trained")
+
+  def on_train_begin(self, logs=None):
+    self._enter(phase_at(self.phases, int(self.model.optimizer.iterations)))
+
+  def on_train_batch_begin(self, batch, logs=None):
+    index = phase_at(self.phases, int(self.model.optimizer.iterations))
+    if index != self._current:
+      self._enter(index)
+
+
+class Checkpoints(tf.keras.callbacks.Callback):
+  """Saves model (with its phase) and optimizer at the end of every epoch.
+
+  The last `max_to_keep` checkpoints are kept, and also the one at the end
+  of each phase (`phase_<i>_end`), from which variants sharing that phase
+  can branch (e.g. soft then hard against noise continued).
+  """
+
+  def __init__(self, directory, phases=(), max_to_keep=2):
+    super().__init__()
+    self.directory = directory
+    self.max_to_keep = max_to_keep
+    self.phase_ends = {}
+    end = 0
+    for index, phase in enumerate(phases):
+      end += phase.steps
+      self.phase_ends.setdefault(end, index)
+    self.manager = None
+
+  def set_model(self, model):
+    super().set_model(model)
+    self.manager = checkpoint_manager(model, self.directory, self.max_to_keep)
+
+  def on_epoch_end(self, epoch, logs=None):
+    step = int(self.model.optimizer.iterations)
+    self.manager.save(checkpoint_number=step)
+    if step in self.phase_ends:
+      self.manager.checkpoint.write(os.path.join(
+          self.directory, f"phase_{self.phase_ends[step]}_end"))
+
+
+def checkpoint_manager(model, directory, max_to_keep=2):
+  checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer)
+  return tf.train.CheckpointManager(checkpoint, directory, max_to_keep)
+
+
+def restore(model, directory):
+  """Restores the latest checkpoint in `directory`; returns its step (or 0).
+
+  The model must be built and compiled, and the optimizer built on all
+  trainable variables, so that every saved variable has a place to go.
+  """
+  manager = checkpoint_manager(model, directory)
+  if manager.latest_checkpoint is None:
+    return 0
+  manager.checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+  step = int(model.optimizer.iterations)
+  logging.info("Restored %s at step %d (phase %d).",
+               manager.latest_checkpoint, step, int(model.phase))
+  return step

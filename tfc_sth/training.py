@@ -1,0 +1,173 @@
+"""Training a `CompressionModel` end to end: data, schedule, checkpoints, export.
+
+`train_dir` holds everything a run needs to resume: `config.json` (the
+model and schedule), `checkpoints/`, TensorBoard scalars in `logs/` and
+sample reconstructions in `samples/`. Calling `train` again with the same
+`train_dir` resumes from the last checkpoint, in the phase it was in.
+"""
+
+import dataclasses
+import json
+import math
+import os
+from typing import Optional
+
+from absl import logging
+import numpy as np
+import tensorflow as tf
+
+from tfc_sth import architectures
+from tfc_sth import data
+from tfc_sth import export
+from tfc_sth import schedule
+
+
+@dataclasses.dataclass
+class TrainConfig:
+  """What defines a run. Fields marked in `MODEL_FIELDS` must not change on resume."""
+  model: str = "mean_scale_hyperprior"
+  num_filters: int = 128
+  latent_channels: int = 192
+  delta: str = "none"
+  kernel_parameter: str = "rdft"
+  lmbda: float = 0.01
+  quantization: str = "sth"
+  soft_steps: int = 10000
+  hard_steps: int = 2000
+  batch_size: int = 8
+  patch_size: int = 128
+  learning_rate: float = 1e-4
+  clip_norm: float = 1.0
+  steps_per_epoch: int = 100
+  seed: int = 0
+  dataset: Optional[str] = None
+  data_dir: Optional[str] = None
+  train_glob: Optional[str] = None
+  valid_glob: Optional[str] = None
+  valid_crop: int = 256
+
+  MODEL_FIELDS = ("model", "num_filters", "latent_channels", "delta",
+                  "kernel_parameter", "quantization")
+
+  def build_model(self):
+    return architectures.CompressionModel(
+        self.model, lmbda=self.lmbda, num_filters=self.num_filters,
+        latent_channels=self.latent_channels, delta=self.delta,
+        kernel_parameter=self.kernel_parameter)
+
+
+def _check_resumable(config, train_dir):
+  path = os.path.join(train_dir, "config.json")
+  if os.path.exists(path):
+    with open(path) as f:
+      saved = json.load(f)
+    changed = [k for k in TrainConfig.MODEL_FIELDS
+               if k in saved and saved[k] != getattr(config, k)]
+    if changed:
+      raise ValueError(
+          f"{train_dir} holds a run with different {', '.join(changed)} "
+          f"({', '.join(f'{k}={saved[k]!r}' for k in changed)}); "
+          "use another --train_dir.")
+  os.makedirs(train_dir, exist_ok=True)
+  with open(path, "w") as f:
+    json.dump(dataclasses.asdict(config), f, indent=2)
+
+
+def datasets(config):
+  """(training patches, validation crops or None) from the configured source."""
+  if config.train_glob:
+    train_images = data.images_from_glob(config.train_glob)
+  elif config.dataset:
+    train_images = data.images_from_tfds(config.dataset, "train",
+                                         config.data_dir)
+  else:
+    raise ValueError("Give --train_glob or --dataset.")
+  train = data.training_patches(train_images, config.patch_size,
+                                config.batch_size, seed=config.seed)
+  valid = None
+  if config.valid_glob:
+    valid = data.validation_crops(
+        data.images_from_glob(config.valid_glob), config.valid_crop)
+  elif config.dataset:
+    valid = data.validation_crops(
+        data.images_from_tfds(config.dataset, "validation", config.data_dir),
+        config.valid_crop)
+  return train, valid
+
+
+class SampleReconstructions(tf.keras.callbacks.Callback):
+  """Writes original | reconstruction of one validation crop each epoch."""
+
+  def __init__(self, image, directory):
+    super().__init__()
+    self.image = image
+    self.directory = directory
+    self.writer = tf.summary.create_file_writer(
+        os.path.join(directory, "..", "logs", "samples"))
+
+  def on_epoch_end(self, epoch, logs=None):
+    x_hat, _ = self.model(self.image, training=False)
+    pair = tf.concat([self.image, tf.clip_by_value(x_hat, 0., 1.)], axis=2)
+    step = int(self.model.optimizer.iterations)
+    png = tf.io.encode_png(tf.image.convert_image_dtype(pair[0], tf.uint8))
+    os.makedirs(self.directory, exist_ok=True)
+    tf.io.write_file(os.path.join(self.directory, f"step_{step:07d}.png"), png)
+    with self.writer.as_default():
+      tf.summary.image("reconstruction", pair, step=step)
+
+
+def build(config):
+  """A compiled model with a built optimizer, ready to restore and fit."""
+  model = config.build_model()
+  phases = schedule.phases_for(config.quantization, config.soft_steps,
+                               config.hard_steps)
+  optimizer = tf.keras.optimizers.Adam(
+      schedule.learning_rate_schedule(config.learning_rate,
+                                      schedule.total_steps(phases)),
+      global_clipnorm=config.clip_norm or None)
+  model.compile(optimizer=optimizer)
+  model(tf.zeros((1, model.downsampling, model.downsampling, 3)))
+  optimizer.build(model.trainable_variables)
+  return model, phases
+
+
+def train(config, train_dir, export_dir=None, verbose=1, card=None,
+          callbacks=()):
+  """Trains (or resumes) the run in `train_dir`; returns the trained model.
+
+  `callbacks` are extra Keras callbacks, run after the schedule's own.
+  """
+  _check_resumable(config, train_dir)
+  tf.keras.utils.set_random_seed(config.seed)
+  model, phases = build(config)
+  step = schedule.restore(model, os.path.join(train_dir, "checkpoints"))
+  total = schedule.total_steps(phases)
+  epochs = math.ceil(total / config.steps_per_epoch)
+  train_data, valid_data = datasets(config)
+  callbacks = [
+      schedule.PhaseSchedule(phases),
+      *callbacks,
+      schedule.Checkpoints(os.path.join(train_dir, "checkpoints"), phases),
+      tf.keras.callbacks.TensorBoard(os.path.join(train_dir, "logs"),
+                                     update_freq=config.steps_per_epoch // 4
+                                     or 1),
+      tf.keras.callbacks.TerminateOnNaN(),
+  ]
+  if valid_data is not None:
+    sample = next(iter(valid_data))
+    callbacks.append(
+        SampleReconstructions(sample, os.path.join(train_dir, "samples")))
+  if step < total:
+    logging.info("Training %s (%s) from step %d to %d.", config.model,
+                 config.quantization, step, total)
+    model.fit(train_data, epochs=epochs,
+              steps_per_epoch=config.steps_per_epoch,
+              initial_epoch=step // config.steps_per_epoch,
+              validation_data=valid_data, callbacks=callbacks,
+              verbose=verbose)
+  if not np.isfinite(model.get_weights()[0]).all():
+    raise RuntimeError("Training diverged (non-finite weights).")
+  if export_dir:
+    model_id = export.export(model, export_dir, card=card)
+    logging.info("Exported %s to %s.", model_id, export_dir)
+  return model
