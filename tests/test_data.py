@@ -24,7 +24,7 @@ def test_glob_images_are_rgb_uint8(image_glob):
 
 
 def test_glob_without_matches_is_an_error(tmp_path):
-  with pytest.raises(ValueError, match="No files match"):
+  with pytest.raises(FileNotFoundError, match="No files match"):
     data.images_from_glob(str(tmp_path / "*.png"))
 
 

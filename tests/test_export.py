@@ -84,9 +84,10 @@ np.save(sys.argv[3], decoded)
 """
 
 
-def test_saved_model_round_trips_without_tfc_sth(exported, smooth_image,
+def test_saved_model_round_trips_without_tfc_sth(tiny_model_dir, smooth_image,
                                                  tmp_path):
-  directory, loaded = exported
+  directory = str(tiny_model_dir)
+  loaded = tf.saved_model.load(directory)
   image = smooth_image(70, 90, seed=4)
   np.save(tmp_path / "image.npy", image)
   env = dict(os.environ, PYTHONPATH="")
@@ -104,8 +105,8 @@ _SAVED_MODEL_CLI_WITH_TFC = (
     "sys.argv[0] = 'saved_model_cli'; saved_model_cli.main()")
 
 
-def test_saved_model_cli_lists_both_signatures(exported):
-  directory, _ = exported
+def test_saved_model_cli_lists_both_signatures(tiny_model_dir):
+  directory = str(tiny_model_dir)
   cli = shutil.which("saved_model_cli", path=os.path.dirname(sys.executable))
   if cli is None:
     pytest.skip("saved_model_cli is not installed next to this Python")

@@ -109,3 +109,26 @@ def test_resume_refuses_a_different_model(tmp_path, patch_glob):
                  str(tmp_path))
   with pytest.raises(ValueError, match="different latent_channels"):
     training.train(_config(patch_glob, latent_channels=16), str(tmp_path))
+
+
+def test_branch_from_the_end_of_the_soft_phase(tmp_path, patch_glob):
+  """AUN continued against STH: both start from the soft phase's checkpoint."""
+  sth = _Recorder()
+  training.train(_config(patch_glob), str(tmp_path / "sth"), callbacks=[sth])
+  branch = _Recorder()
+  training.train(
+      _config(patch_glob, quantization="noise", soft_steps=8, hard_steps=0,
+              init_from=str(tmp_path / "sth" / "checkpoints" /
+                            "phase_0_end")),
+      str(tmp_path / "noise"), callbacks=[branch])
+  assert sorted(branch.snapshots) == [5, 6, 7, 8]
+  assert {s["mode"] for s in branch.snapshots.values()} == {"noise"}
+  # Step 5 of both branches starts from the same encoder; AUN then moves it.
+  assert _changed(sth.snapshots[4]["encoder"], branch.snapshots[5]["encoder"])
+  assert not _changed(sth.snapshots[4]["encoder"], sth.snapshots[8]["encoder"])
+
+
+def test_branch_from_a_missing_checkpoint_is_an_error(tmp_path, patch_glob):
+  with pytest.raises(FileNotFoundError, match="No checkpoint"):
+    training.train(_config(patch_glob, init_from=str(tmp_path / "nothing")),
+                   str(tmp_path / "run"))

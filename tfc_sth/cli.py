@@ -33,9 +33,9 @@ class UsageError(Exception):
 # Errors that mean bad input, reported in one line; anything else is a bug
 # and keeps its traceback.
 def _input_errors():
-  from tfc_sth import bitstream, image_io, pretrained  # pylint: disable=g-import-not-at-top,multiple-imports
+  from tfc_sth import bitstream, image_io, pretrained, training  # pylint: disable=g-import-not-at-top,multiple-imports
   return (bitstream.BitstreamError, image_io.ImageError,
-          pretrained.ModelNotFoundError, FileExistsError, OSError, ValueError)
+          pretrained.ModelNotFoundError, training.ConfigError, OSError)
 
 
 def _output_path(path, output, count, suffix):
@@ -167,6 +167,9 @@ _TRAIN_HELP = {
     "train_glob": "Glob of training images (instead of --dataset).",
     "valid_glob": "Glob of validation images.",
     "valid_crop": "Side of the central validation crops.",
+    "init_from": "Start a new run from this checkpoint (a checkpoint folder "
+                 "or path, e.g. RUN/checkpoints/phase_0_end): weights, "
+                 "optimizer state and step, then this run's schedule.",
 }
 
 

@@ -8,6 +8,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfc_sth import bitstream
+from tfc_sth import image_io
 from tfc_sth import pretrained
 
 
@@ -32,10 +33,13 @@ class Codec:
     """uint8 [H, W, 3] -> .tsth bytes; `channels` is what decoding returns."""
     image = np.asarray(image)
     if image.ndim != 3 or image.shape[-1] != 3 or image.dtype != np.uint8:
-      raise ValueError(f"expected a uint8 HxWx3 image, got {image.dtype} "
-                       f"{image.shape}")
-    header = bitstream.Header(self.model_id, image.shape[0], image.shape[1],
-                              channels)
+      raise image_io.ImageError(f"expected a uint8 HxWx3 image, got "
+                                f"{image.dtype} {image.shape}")
+    try:
+      header = bitstream.Header(self.model_id, image.shape[0],
+                                image.shape[1], channels)
+    except ValueError as e:
+      raise image_io.ImageError(str(e)) from None
     outputs = self._compress(image=tf.constant(image))
     return bitstream.pack(
         header, {n: outputs[n] for n in self.string_names})

@@ -17,7 +17,7 @@ def images_from_glob(pattern):
   """A dataset of uint8 RGB images, one per file matching `pattern`."""
   files = sorted(tf.io.gfile.glob(pattern))
   if not files:
-    raise ValueError(f"No files match {pattern!r}.")
+    raise FileNotFoundError(f"No files match {pattern!r}.")
   return tf.data.Dataset.from_tensor_slices(files).map(
       _decode, num_parallel_calls=tf.data.AUTOTUNE)
 

@@ -136,17 +136,25 @@ def checkpoint_manager(model, directory, max_to_keep=2):
   return tf.train.CheckpointManager(checkpoint, directory, max_to_keep)
 
 
-def restore(model, directory):
-  """Restores the latest checkpoint in `directory`; returns its step (or 0).
+def restore(model, checkpoint, required=False):
+  """Restores a checkpoint; returns its step (0 if there is none).
 
-  The model must be built and compiled, and the optimizer built on all
-  trainable variables, so that every saved variable has a place to go.
+  `checkpoint` is a checkpoint directory (its latest checkpoint is taken) or
+  a checkpoint path such as `DIR/checkpoints/phase_0_end`. The model must be
+  built and compiled, and the optimizer built on all trainable variables, so
+  that every saved variable has a place to go.
   """
-  manager = checkpoint_manager(model, directory)
-  if manager.latest_checkpoint is None:
+  path = checkpoint
+  if not tf.io.gfile.exists(checkpoint + ".index"):
+    path = (tf.train.latest_checkpoint(checkpoint)
+            if tf.io.gfile.isdir(checkpoint) else None)
+  if path is None:
+    if required:
+      raise FileNotFoundError(f"No checkpoint at {checkpoint!r}.")
     return 0
-  manager.checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+  tf.train.Checkpoint(model=model, optimizer=model.optimizer).restore(
+      path).assert_existing_objects_matched()
   step = int(model.optimizer.iterations)
-  logging.info("Restored %s at step %d (phase %d).",
-               manager.latest_checkpoint, step, int(model.phase))
+  logging.info("Restored %s at step %d (phase %d).", path, step,
+               int(model.phase))
   return step

@@ -22,6 +22,10 @@ from tfc_sth import export
 from tfc_sth import schedule
 
 
+class ConfigError(ValueError):
+  """A training configuration that cannot run."""
+
+
 @dataclasses.dataclass
 class TrainConfig:
   """What defines a run. Fields marked in `MODEL_FIELDS` must not change on resume."""
@@ -45,9 +49,16 @@ class TrainConfig:
   train_glob: Optional[str] = None
   valid_glob: Optional[str] = None
   valid_crop: int = 256
+  init_from: Optional[str] = None
 
   MODEL_FIELDS = ("model", "num_filters", "latent_channels", "delta",
                   "kernel_parameter", "quantization")
+
+  def check(self, downsampling):
+    for name in ("patch_size", "valid_crop"):
+      if getattr(self, name) % downsampling:
+        raise ConfigError(f"{name}={getattr(self, name)} is not a multiple "
+                          f"of the model's downsampling ({downsampling})")
 
   def build_model(self):
     return architectures.CompressionModel(
@@ -64,7 +75,7 @@ def _check_resumable(config, train_dir):
     changed = [k for k in TrainConfig.MODEL_FIELDS
                if k in saved and saved[k] != getattr(config, k)]
     if changed:
-      raise ValueError(
+      raise ConfigError(
           f"{train_dir} holds a run with different {', '.join(changed)} "
           f"({', '.join(f'{k}={saved[k]!r}' for k in changed)}); "
           "use another --train_dir.")
@@ -81,7 +92,7 @@ def datasets(config):
     train_images = data.images_from_tfds(config.dataset, "train",
                                          config.data_dir)
   else:
-    raise ValueError("Give --train_glob or --dataset.")
+    raise ConfigError("Give --train_glob or --dataset.")
   train = data.training_patches(train_images, config.patch_size,
                                 config.batch_size, seed=config.seed)
   valid = None
@@ -140,7 +151,11 @@ def train(config, train_dir, export_dir=None, verbose=1, card=None,
   _check_resumable(config, train_dir)
   tf.keras.utils.set_random_seed(config.seed)
   model, phases = build(config)
+  config.check(model.downsampling)
   step = schedule.restore(model, os.path.join(train_dir, "checkpoints"))
+  if not step and config.init_from:
+    # A branch: weights, optimizer state and step count of another run.
+    step = schedule.restore(model, config.init_from, required=True)
   total = schedule.total_steps(phases)
   epochs = math.ceil(total / config.steps_per_epoch)
   train_data, valid_data = datasets(config)
