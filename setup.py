@@ -10,7 +10,7 @@ setuptools.setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     license="Apache-2.0",
-    python_requires=">=3.9,<3.12",
+    python_requires=">=3.10,<3.12",
     # The shipped SavedModels live in models/ and install as tfc_sth.models.
     packages=["tfc_sth", "tfc_sth.models"],
     package_dir={"tfc_sth": "tfc_sth", "tfc_sth.models": "models"},

@@ -228,6 +228,7 @@ def run_evaluate(fv, paths):
   if fv.output and os.path.exists(fv.output) and not fv.force:
     raise FileExistsError(f"{fv.output} exists (use --force to overwrite)")
   model = codec.Codec.load(fv.model or pretrained.DEFAULT_MODEL)
+  evaluate.warm_up(model)
   results = []
   bar = _progress(len(paths))
   for i, path in enumerate(paths):

@@ -51,6 +51,12 @@ def evaluate_image(codec, path, with_jpeg=True):
       decode_seconds=decode_seconds, jpeg_psnr_at_bpp=jpeg_psnr)
 
 
+def warm_up(codec):
+  """One small round trip, so that timings exclude one-time graph set-up."""
+  image = np.zeros((64, 64, 3), np.uint8)
+  codec.decompress(codec.compress(image))
+
+
 def summarize(results):
   """Means over images of every numeric field."""
   fields = [f.name for f in dataclasses.fields(ImageResult)

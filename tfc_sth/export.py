@@ -27,6 +27,9 @@ import json
 import os
 
 import tensorflow as tf
+import tensorflow_compression as tfc
+
+from tfc_sth import architectures
 
 INFO_FILE = "model.json"
 
@@ -47,6 +50,39 @@ def to_uint8(x_hat, image_shape):
   return tf.cast(tf.round(tf.clip_by_value(x_hat, 0., 1.) * 255.), tf.uint8)
 
 
+def _kernel_variables(model):
+  """{id: variable} of the variables behind the convolution kernels."""
+  variables = {}
+  for layer in model.submodules:
+    if isinstance(layer, tfc.SignalConv2D):
+      parameter = layer.kernel_parameter
+      for variable in getattr(parameter, "variables", [parameter]):
+        variables[id(variable)] = variable
+  return variables
+
+
+def inference_copy(model):
+  """A copy of `model` for export: plain kernels, no optimizer state.
+
+  The training parameterisation of the kernels (RDFT) would be re-computed
+  at every call, and a compiled model carries its optimizer, whose slots
+  would triple the SavedModel. The copy holds each kernel as computed once.
+  """
+  config = dict(model.get_config(), kernel_parameter="variable")
+  copy = architectures.CompressionModel.from_config(config)
+  copy(tf.zeros((1, model.downsampling, model.downsampling, 3)))
+  convs = lambda m: [l for l in m.submodules
+                     if isinstance(l, tfc.SignalConv2D)]
+  for source, target in zip(convs(model), convs(copy), strict=True):
+    target.kernel_parameter.assign(source.kernel)
+  skip_source, skip_target = _kernel_variables(model), _kernel_variables(copy)
+  others = lambda m, skip: [w for w in m.weights if id(w) not in skip]
+  for source, target in zip(others(model, skip_source),
+                            others(copy, skip_target), strict=True):
+    target.assign(source)
+  return copy
+
+
 def model_id(model):
   """An identifier of the trained weights: architecture plus a weight hash."""
   digest = hashlib.sha256()
@@ -60,7 +96,7 @@ class ExportedCodec(tf.Module):
 
   def __init__(self, model):
     super().__init__()
-    self.model = model
+    self.model = model = inference_copy(model)
     self.model_id = model_id(model)
     model.latent_codec.build_tables()
     self._info = {
@@ -117,7 +153,7 @@ def export(model, directory, card=None):
   codec = ExportedCodec(model)
   tf.saved_model.save(codec, directory, signatures=codec.signatures())
   info = dict(model_id=codec.model_id, architecture=model.architecture,
-              config=model.get_config(), card=card or {})
+              config=codec.model.get_config(), card=card or {})
   with open(os.path.join(directory, INFO_FILE), "w") as f:
     json.dump(info, f, indent=2, sort_keys=True)
   return codec.model_id
