@@ -122,3 +122,23 @@ def test_saved_model_cli_lists_both_signatures(tiny_model_dir):
     for name in ("compress", "decompress"):
       assert f"signature_def['{name}']" in output
   assert "Concrete Functions" in with_tfc
+
+
+@pytest.mark.parametrize("freeze", [False, True])
+def test_inference_copy_computes_what_the_model_computes(freeze):
+  """Also with the encoder frozen, which reorders Keras' weight lists."""
+  tf.keras.utils.set_random_seed(1)
+  model = architectures.CompressionModel(
+      num_filters=8, latent_channels=12, delta="channel")
+  x = tf.random.stateless_uniform((1, 64, 64, 3), seed=(3, 4))
+  model(x)
+  for variable in model.trainable_variables:  # Away from initial values.
+    variable.assign_add(tf.random.normal(variable.shape, stddev=0.01))
+  model.freeze_encoder(freeze)
+  copy = export.inference_copy(model)
+  assert isinstance(copy.analysis.layers[0].kernel_parameter, tf.Variable)
+  x_model, bits_model = model(x, training=False)
+  x_copy, bits_copy = copy(x, training=False)
+  np.testing.assert_allclose(x_copy, x_model, atol=1e-4)
+  np.testing.assert_allclose(bits_copy, bits_model, rtol=1e-3)
+  assert not hasattr(copy, "optimizer") or copy.optimizer is None

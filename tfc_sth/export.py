@@ -25,6 +25,7 @@ synthesis.
 import hashlib
 import json
 import os
+import tempfile
 
 import tensorflow as tf
 import tensorflow_compression as tfc
@@ -50,17 +51,6 @@ def to_uint8(x_hat, image_shape):
   return tf.cast(tf.round(tf.clip_by_value(x_hat, 0., 1.) * 255.), tf.uint8)
 
 
-def _kernel_variables(model):
-  """{id: variable} of the variables behind the convolution kernels."""
-  variables = {}
-  for layer in model.submodules:
-    if isinstance(layer, tfc.SignalConv2D):
-      parameter = layer.kernel_parameter
-      for variable in getattr(parameter, "variables", [parameter]):
-        variables[id(variable)] = variable
-  return variables
-
-
 def inference_copy(model):
   """A copy of `model` for export: plain kernels, no optimizer state.
 
@@ -71,15 +61,16 @@ def inference_copy(model):
   config = dict(model.get_config(), kernel_parameter="variable")
   copy = architectures.CompressionModel.from_config(config)
   copy(tf.zeros((1, model.downsampling, model.downsampling, 3)))
+  # Variables are matched by their path in the object graph, which does not
+  # depend on which layers are frozen; only the kernels differ in kind.
+  with tempfile.TemporaryDirectory() as directory:
+    path = tf.train.Checkpoint(model=model).write(
+        os.path.join(directory, "weights"))
+    tf.train.Checkpoint(model=copy).read(path).expect_partial()
   convs = lambda m: [l for l in m.submodules
                      if isinstance(l, tfc.SignalConv2D)]
   for source, target in zip(convs(model), convs(copy), strict=True):
     target.kernel_parameter.assign(source.kernel)
-  skip_source, skip_target = _kernel_variables(model), _kernel_variables(copy)
-  others = lambda m, skip: [w for w in m.weights if id(w) not in skip]
-  for source, target in zip(others(model, skip_source),
-                            others(copy, skip_target), strict=True):
-    target.assign(source)
   return copy
 
 
