@@ -270,11 +270,19 @@ COMMANDS = {
     "models": (define_models, run_models, ""),
 }
 
+_SUMMARIES = {
+    "compress": "PNG images to .tsth files",
+    "decompress": ".tsth files to PNG images",
+    "train": "train a model (soft then hard, or a baseline) and export it",
+    "evaluate": "bpp, PSNR and times through the bitstream, against JPEG",
+    "models": "list the installed models",
+}
+
 
 def _usage():
   lines = [f"usage: {PROG} COMMAND [flags] [args]", "", "commands:"]
-  lines += [f"  {name} {args}".rstrip() for name, (_, _, args) in
-            COMMANDS.items()]
+  lines += [f"  {f'{name} {args}'.rstrip():24s} {_SUMMARIES[name]}"
+            for name, (_, _, args) in COMMANDS.items()]
   lines += ["", f"`{PROG} COMMAND --help` lists a command's flags."]
   return "\n".join(lines)
 
@@ -313,4 +321,8 @@ def main(argv=None):
 
 
 def entry_point():
-  sys.exit(main())
+  try:
+    sys.exit(main())
+  except BrokenPipeError:  # Output piped into e.g. `head`: not an error.
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    sys.exit(0)
