@@ -57,6 +57,7 @@ def test_patch_size_must_fit_the_downsampling(tmp_path, capsys):
                    "--train_glob=x", *TINY, "--patch_size=48"])
   assert code == cli.EXIT_ERROR
   assert "patch_size=48 is not a multiple" in capsys.readouterr().err
+  assert not (tmp_path / "run").exists()  # Nothing half-written.
 
 
 def test_train_with_glob_matching_nothing_is_an_error(tmp_path, capsys):

@@ -55,6 +55,8 @@ class TrainConfig:
                   "kernel_parameter", "quantization")
 
   def check(self, downsampling):
+    if not (self.train_glob or self.dataset):
+      raise ConfigError("Give --train_glob or --dataset.")
     for name in ("patch_size", "valid_crop"):
       if getattr(self, name) % downsampling:
         raise ConfigError(f"{name}={getattr(self, name)} is not a multiple "
@@ -92,7 +94,7 @@ def datasets(config):
     train_images = data.images_from_tfds(config.dataset, "train",
                                          config.data_dir)
   else:
-    raise ConfigError("Give --train_glob or --dataset.")
+    raise ConfigError("Give --train_glob or --dataset.")  # See check().
   train = data.training_patches(train_images, config.patch_size,
                                 config.batch_size, seed=config.seed)
   valid = None
@@ -148,10 +150,11 @@ def train(config, train_dir, export_dir=None, verbose=1, card=None,
 
   `callbacks` are extra Keras callbacks, run after the schedule's own.
   """
-  _check_resumable(config, train_dir)
   tf.keras.utils.set_random_seed(config.seed)
   model, phases = build(config)
+  # Refuse a run that cannot start before anything is written to train_dir.
   config.check(model.downsampling)
+  _check_resumable(config, train_dir)
   step = schedule.restore(model, os.path.join(train_dir, "checkpoints"))
   if not step and config.init_from:
     # A branch: weights, optimizer state and step count of another run.
