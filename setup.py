@@ -21,14 +21,19 @@ setuptools.setup(
         "tensorflow~=2.14.1",
         "tensorflow-compression==2.14.1",
         "tensorflow-datasets",
-        # Newer releases need protobuf 5, which breaks tensorflow 2.14.
-        "tensorflow-metadata<1.15",
+        # tensorflow 2.14 needs protobuf < 5; protobuf 4.25 has the fast
+        # (upb) implementation, which loads and saves models 3-4x faster than
+        # 3.20's pure Python. tensorflow-metadata 1.15 is the release that
+        # accepts it on Python 3.11 without asking for protobuf 5.
+        "protobuf>=4.25.2,<5",
+        "tensorflow-metadata>=1.15,<1.16",
         "absl-py",
         "numpy<2",
     ],
     extras_require={
-        "test": ["pytest", "pillow"],
-        "plot": ["matplotlib"],
+        "test": ["pytest", "pillow", "matplotlib"],
+        # JPEG anchor (Pillow) and rate-distortion plots.
+        "evaluate": ["pillow", "matplotlib"],
     },
     entry_points={"console_scripts": ["tfc-sth=tfc_sth.cli:entry_point"]},
 )

@@ -1,9 +1,13 @@
-"""The `tfc-sth` command line: compress, decompress, train, evaluate, models.
+"""The `tfc-sth` command line: compress, decompress, train, ablate, evaluate,
+bench, models.
 
     tfc-sth compress IN.png... [-o OUT] [--model NAME|PATH] [--verbose] [--force]
     tfc-sth decompress IN.tsth... [-o OUT.png] [--model PATH] [--force]
     tfc-sth train --train_glob=... --train_dir=... [--export_dir=...] ...
-    tfc-sth evaluate IMAGE.png... [--model NAME|PATH] [-o RESULTS.json]
+    tfc-sth evaluate IMAGES... [--model [LABEL=]NAME|PATH]... [-o OUT.json|csv]
+                              [--plot RD.png] [--anchors jpeg,webp,avif,jxl]
+    tfc-sth ablate --out_dir=... --train_glob=... --valid_glob=... [--lmbdas ...]
+    tfc-sth bench [IMAGES...] [--model NAME|PATH] [--train_steps N] [-o OUT.json]
     tfc-sth models
 
 Each subcommand has its own absl flags (`tfc-sth COMMAND --help`). Bad input
@@ -11,6 +15,7 @@ is reported as one line on stderr with a non-zero exit code; no traceback.
 """
 
 import dataclasses
+import importlib.util
 import os
 import sys
 import time
@@ -173,7 +178,8 @@ _TRAIN_HELP = {
 }
 
 
-def define_train(fv):
+def _define_train_config(fv, exclude=()):
+  """A flag for each `TrainConfig` field but those in `exclude`."""
   from tfc_sth import architectures, saun, schedule, training  # pylint: disable=g-import-not-at-top,multiple-imports
   enums = {"model": sorted(architectures.ARCHITECTURES),
            "delta": list(saun.DELTA_MODES),
@@ -181,6 +187,8 @@ def define_train(fv):
            "quantization": list(schedule.STRATEGIES)}
   definers = {int: flags.DEFINE_integer, float: flags.DEFINE_float}
   for field in dataclasses.fields(training.TrainConfig):
+    if field.name in exclude:
+      continue
     help_text = _TRAIN_HELP[field.name]
     if field.name in enums:
       flags.DEFINE_enum(field.name, field.default, enums[field.name],
@@ -188,6 +196,19 @@ def define_train(fv):
     else:
       define = definers.get(field.type, flags.DEFINE_string)
       define(field.name, field.default, help_text, flag_values=fv)
+
+
+def _train_config(fv):
+  from tfc_sth import training  # pylint: disable=g-import-not-at-top
+  if not (fv.train_glob or fv.dataset):
+    raise UsageError("give --train_glob or --dataset")
+  values = {f.name: fv[f.name].value
+            for f in dataclasses.fields(training.TrainConfig) if f.name in fv}
+  return training.TrainConfig(**values)
+
+
+def define_train(fv):
+  _define_train_config(fv)
   flags.DEFINE_string("train_dir", None, "Checkpoints, TensorBoard logs and "
                       "sample reconstructions; rerun to resume.",
                       flag_values=fv)
@@ -200,51 +221,305 @@ def run_train(fv, args):
   from tfc_sth import training  # pylint: disable=g-import-not-at-top
   if args:
     raise UsageError(f"unexpected arguments: {' '.join(args)}")
-  if not (fv.train_glob or fv.dataset):
-    raise UsageError("give --train_glob or --dataset")
+  config = _train_config(fv)
   logging.set_verbosity(logging.INFO)
-  config = training.TrainConfig(**{
-      f.name: fv[f.name].value
-      for f in dataclasses.fields(training.TrainConfig)})
   training.train(config, fv.train_dir, fv.export_dir,
                  verbose=1 if sys.stdout.isatty() else 2)
   return 0
 
 
 def define_evaluate(fv):
-  flags.DEFINE_string("model", None, "Model name or SavedModel path; "
-                      "default: the shipped default model.", flag_values=fv)
-  flags.DEFINE_string("output", None, "Write per-image results and means "
-                      "as JSON here.", short_name="o", flag_values=fv)
-  flags.DEFINE_bool("jpeg", True, "Compare with JPEG 4:2:0 (Pillow) at the "
-                    "same bits per pixel.", flag_values=fv)
+  flags.DEFINE_multi_string(
+      "model", None, "[LABEL=]NAME_OR_PATH of a model to evaluate; repeat "
+      "for several. Models with the same LABEL form one curve (e.g. one per "
+      "λ). Default: the shipped default model.", flag_values=fv)
+  flags.DEFINE_list("anchors", "jpeg,webp,avif,jxl", "Classical codecs to "
+                    "sweep (those whose tools are missing are skipped).",
+                    flag_values=fv)
+  flags.DEFINE_string("reference", "jpeg", "Curve that BD-rates are "
+                      "measured against.", flag_values=fv)
+  flags.DEFINE_string("output", None, "Write every measurement here: .csv, "
+                      "or .json with curves and BD-rates too.",
+                      short_name="o", flag_values=fv)
+  flags.DEFINE_string("plot", None, "Write a rate-distortion plot (PNG) "
+                      "here; needs matplotlib (the `evaluate` extra).",
+                      flag_values=fv)
+  flags.DEFINE_bool("force", False, "Overwrite existing outputs.",
+                    flag_values=fv)
+
+
+def _images(args):
+  """PNG paths from files, folders (their *.png) and glob patterns."""
+  import glob  # pylint: disable=g-import-not-at-top
+  paths = []
+  for arg in args:
+    if os.path.isdir(arg):
+      found = sorted(glob.glob(os.path.join(arg, "*.png")))
+    elif os.path.exists(arg) or not glob.has_magic(arg):
+      found = [arg]
+    else:
+      found = sorted(glob.glob(arg))
+    if not found:
+      raise UsageError(f"no PNG images in {arg!r}")
+    paths += found
+  return paths
+
+
+def _models(specs):
+  """[(label, name or path)] from [LABEL=]NAME_OR_PATH values."""
+  from tfc_sth import pretrained  # pylint: disable=g-import-not-at-top
+  models = []
+  for spec in specs or [pretrained.DEFAULT_MODEL]:
+    label, _, model = spec.rpartition("=")
+    models.append((label or os.path.basename(os.path.normpath(model)), model))
+  return models
+
+
+def _check_outputs(fv, names):
+  for name in names:
+    path = fv[name].value
+    if path and os.path.exists(path) and not fv.force:
+      raise FileExistsError(f"{path} exists (use --force to overwrite)")
+
+
+def _json_bytes(report):
+  import json  # pylint: disable=g-import-not-at-top
+  import math  # pylint: disable=g-import-not-at-top
+
+  def clean(value):  # JSON has no NaN or infinity.
+    if isinstance(value, float) and not math.isfinite(value):
+      return None
+    if isinstance(value, dict):
+      return {k: clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+      return [clean(v) for v in value]
+    return value
+
+  return json.dumps(clean(report), indent=2).encode()
+
+
+def _signed(value, unit=""):
+  return "n/a" if value != value else f"{value:+.2f}{unit}"
+
+
+def print_evaluation(measurements, all_curves, rates, reference):
+  from tfc_sth import evaluate  # pylint: disable=g-import-not-at-top
+  anchor_names = [c for c in all_curves if c in _anchor_names()]
+  models = [c for c in all_curves if c not in anchor_names]
+  print(f"{'model':20s} {'id':36s} {'bpp':>7s} {'PSNR':>6s} {'MS-SSIM':>7s} "
+        f"{'enc s':>6s} {'dec s':>6s}" + "".join(
+            f" {'ΔPSNR ' + a:>10s}" for a in anchor_names))
+  for label in models:
+    gains = {a: evaluate.gains_at_rate(measurements, label, a)
+             for a in anchor_names}
+    for p in all_curves[label]:
+      print(f"{label:20s} {p['setting']:36s} {p['bpp']:7.4f} "
+            f"{p['psnr']:6.2f} {p['ms_ssim_db']:7.2f} "
+            f"{p['encode_seconds']:6.3f} {p['decode_seconds']:6.3f}" +
+            "".join(f" {_signed(gains[a][p['setting']]):>10s}"
+                    for a in anchor_names))
+  if rates:
+    print(f"\nΔPSNR: dB over the anchor at the same bpp, per image (n/a: "
+          "outside its sweep).")
+    print(f"BD-rate against {reference} (negative: fewer bits for the same "
+          "quality; n/a: fewer than 2 points or no common qualities):")
+    print(f"  {'curve':20s} {'points':>6s} {'PSNR':>8s} {'MS-SSIM':>8s}")
+    for codec, rate in rates.items():
+      print(f"  {codec:20s} {len(all_curves[codec]):6d} "
+            f"{_signed(rate['psnr'], '%'):>8s} {_signed(rate['ms_ssim_db'], '%'):>8s}")
+
+
+def _anchor_names():
+  from tfc_sth import anchors  # pylint: disable=g-import-not-at-top
+  return set(anchors.ANCHORS)
+
+
+def run_evaluate(fv, args):
+  from tfc_sth import anchors, codec, evaluate, image_io  # pylint: disable=g-import-not-at-top,multiple-imports
+  paths = _images(args)
+  if fv.output and not fv.output.endswith((".json", ".csv")):
+    raise UsageError("--output must end in .json or .csv")
+  unknown = set(fv.anchors) - set(anchors.ANCHORS)
+  if unknown:
+    raise UsageError(f"unknown anchors {sorted(unknown)} (known: "
+                     f"{', '.join(anchors.ANCHORS)})")
+  if fv.plot and not importlib.util.find_spec("matplotlib"):
+    raise UsageError("--plot needs matplotlib: pip install "
+                     "'tfc-sth[evaluate]'")
+  _check_outputs(fv, ("output", "plot"))
+  used = []
+  for name in fv.anchors:
+    if anchors.ANCHORS[name].available():
+      used.append(anchors.ANCHORS[name])
+    else:
+      print(f"{PROG} evaluate: note: skipping {name}: "
+            f"{anchors.ANCHORS[name].requirements()} not installed",
+            file=sys.stderr)
+  models = [(label, codec.Codec.load(m)) for label, m in _models(fv.model)]
+  bar = _progress(len(paths))
+  measurements = evaluate.run(
+      paths, models, used, progress=bar and (lambda done, _: bar.update(done)))
+  all_curves = evaluate.curves(measurements)
+  rates = evaluate.bd_rates(all_curves, fv.reference)
+  print(f"{len(paths)} images; means over images:")
+  print_evaluation(measurements, all_curves, rates, fv.reference)
+  if fv.output:
+    if fv.output.endswith(".csv"):
+      data = evaluate.to_csv(measurements)
+    else:
+      data = _json_bytes(dict(
+          images=paths, models={label: c.model_id for label, c in models},
+          anchors={a.name: a.description for a in used}, curves=all_curves,
+          bd_rate=dict(reference=fv.reference, **rates),
+          measurements=[dataclasses.asdict(m) for m in measurements]))
+    image_io.write_atomically(fv.output, data, force=fv.force)
+  if fv.plot:
+    descriptions = {a.name: a.description for a in used}
+    image_io.write_atomically(
+        fv.plot, evaluate.plot(all_curves, f"{len(paths)} images",
+                               descriptions), force=fv.force)
+  return 0
+
+
+def define_bench(fv):
+  flags.DEFINE_string("model", None, "Model name or SavedModel path to time "
+                      "coding with; default: the shipped default model.",
+                      flag_values=fv)
+  flags.DEFINE_integer("runs", 7, "Timed runs per image (after 2 warm-up "
+                       "runs); the median is reported.", lower_bound=1,
+                       flag_values=fv)
+  flags.DEFINE_integer("threads", 0, "TensorFlow intra- and inter-op threads "
+                       "(0: TensorFlow's default, all cores).", lower_bound=0,
+                       flag_values=fv)
+  flags.DEFINE_integer("train_steps", 10, "Timed training steps per phase "
+                       "(0: do not time training).", lower_bound=0,
+                       flag_values=fv)
+  for field in _BENCH_TRAIN_FIELDS:
+    default = getattr(_train_config_class(), field)
+    define = {int: flags.DEFINE_integer}.get(type(default),
+                                             flags.DEFINE_string)
+    define(f"train_{field}", default, f"Training benchmark: {_TRAIN_HELP[field]}",
+           flag_values=fv)
+  flags.DEFINE_string("output", None, "Write the figures here as JSON.",
+                      short_name="o", flag_values=fv)
   flags.DEFINE_bool("force", False, "Overwrite an existing --output.",
                     flag_values=fv)
 
 
-def run_evaluate(fv, paths):
-  import json  # pylint: disable=g-import-not-at-top
-  from tfc_sth import codec, evaluate, image_io, pretrained  # pylint: disable=g-import-not-at-top,multiple-imports
-  if fv.output and os.path.exists(fv.output) and not fv.force:
-    raise FileExistsError(f"{fv.output} exists (use --force to overwrite)")
-  model = codec.Codec.load(fv.model or pretrained.DEFAULT_MODEL)
-  evaluate.warm_up(model)
-  results = []
-  bar = _progress(len(paths))
-  for i, path in enumerate(paths):
-    results.append(evaluate.evaluate_image(model, path, with_jpeg=fv.jpeg))
-    if bar is not None:
-      bar.update(i + 1)
-  means = evaluate.summarize(results)
-  print(f"model {model.model_id} on {len(results)} images (means):")
-  for key in ("bpp", "estimated_bpp", "psnr", "jpeg_psnr_at_bpp",
-              "encode_seconds", "decode_seconds"):
-    print(f"  {key:18s} {means[key]:.4f}")
+_BENCH_TRAIN_FIELDS = ("model", "num_filters", "latent_channels", "delta",
+                       "kernel_parameter", "batch_size", "patch_size")
+
+
+def _train_config_class():
+  from tfc_sth import training  # pylint: disable=g-import-not-at-top
+  return training.TrainConfig
+
+
+def _range(spread):
+  return (f"{spread['median_seconds']:.3f} s ({spread['min_seconds']:.3f}-"
+          f"{spread['max_seconds']:.3f}) {spread['megapixels_per_second']:6.2f}"
+          " Mpx/s")
+
+
+def run_bench(fv, args):
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  if fv.threads:
+    tf.config.threading.set_intra_op_parallelism_threads(fv.threads)
+    tf.config.threading.set_inter_op_parallelism_threads(fv.threads)
+  from tfc_sth import bench, codec, image_io, pretrained  # pylint: disable=g-import-not-at-top,multiple-imports
+  paths = _images(args) if args else []
+  if not paths and not fv.train_steps:
+    raise UsageError("nothing to time: give images or --train_steps > 0")
+  _check_outputs(fv, ("output",))
+  report = {"threads": fv.threads or None, "coding": [], "training": None}
+  if paths:
+    model = codec.Codec.load(fv.model or pretrained.DEFAULT_MODEL)
+    report["model"] = model.model_id
+    print(f"coding with {model.model_id}, median of {fv.runs} runs "
+          "(min-max):")
+    for path in paths:
+      image, _ = image_io.read_png(path)
+      figures = dict(image=path, **bench.coding(model, image, fv.runs))
+      report["coding"].append(figures)
+      print(f"  {os.path.basename(path)} {figures['width']}x"
+            f"{figures['height']}, {figures['bpp']:.4f} bpp\n"
+            f"    encode {_range(figures['encode'])}\n"
+            f"    decode {_range(figures['decode'])}\n"
+            f"    memory: {figures['peak_mb']:.0f} MB peak while coding, "
+            f"{figures['resident_mb']:.0f} MB with the model loaded")
+  if fv.train_steps:
+    settings = {f: fv[f"train_{f}"].value for f in _BENCH_TRAIN_FIELDS}
+    config = _train_config_class()(**settings)
+    report["training"] = dict(
+        config=settings,
+        **bench.training(config, fv.train_steps))
+    print(f"training {config.model} N={config.num_filters} "
+          f"M={config.latent_channels} delta={config.delta} "
+          f"{config.kernel_parameter}, batch {config.batch_size} of "
+          f"{config.patch_size}x{config.patch_size}, median of "
+          f"{fv.train_steps} steps per phase (min-max):")
+    for phase in ("soft", "hard"):
+      print(f"  {phase}: {_range(report['training'][phase])}")
   if fv.output:
-    report = dict(model=model.model_id, model_path=model.path, means=means,
-                  images=[r.__dict__ for r in results])
-    image_io.write_atomically(
-        fv.output, json.dumps(report, indent=2).encode(), force=fv.force)
+    image_io.write_atomically(fv.output, _json_bytes(report), force=fv.force)
+  return 0
+
+
+def define_ablate(fv):
+  from tfc_sth import ablation  # pylint: disable=g-import-not-at-top
+  _define_train_config(fv, exclude=("lmbda", "quantization", "delta",
+                                    "init_from"))
+  flags.DEFINE_string("out_dir", None, "Runs, exports, results.json and "
+                      "rd.png go here; rerun to resume.", flag_values=fv)
+  flags.DEFINE_list("lmbdas", ["0.0025", "0.005", "0.01"], "λ values.",
+                    flag_values=fv)
+  flags.DEFINE_list("variants", list(ablation.VARIANTS), "Variants to train "
+                    f"and compare ({', '.join(ablation.VARIANTS)}).",
+                    flag_values=fv)
+  flags.DEFINE_string("eval_glob", None, "Images to evaluate on (default: "
+                      "--valid_glob).", flag_values=fv)
+  flags.mark_flag_as_required("out_dir", flag_values=fv)
+
+
+def run_ablate(fv, args):
+  from tfc_sth import ablation, evaluate, image_io  # pylint: disable=g-import-not-at-top,multiple-imports
+  if args:
+    raise UsageError(f"unexpected arguments: {' '.join(args)}")
+  unknown = set(fv.variants) - set(ablation.VARIANTS)
+  if unknown:
+    raise UsageError(f"unknown variants {sorted(unknown)}")
+  for name in fv.variants:
+    source = ablation.VARIANTS[name].branch_of
+    if source and source not in fv.variants:
+      raise UsageError(f"variant {name} branches from {source}: add it")
+  try:
+    lmbdas = [float(x) for x in fv.lmbdas]
+  except ValueError:
+    raise UsageError(f"--lmbdas: not numbers: {fv.lmbdas}") from None
+  eval_glob = fv.eval_glob or fv.valid_glob
+  if not eval_glob:
+    raise UsageError("give --eval_glob or --valid_glob")
+  paths = _images([eval_glob])
+  base = _train_config(fv)
+  logging.set_verbosity(logging.INFO)
+  seconds = ablation.train_all(fv.out_dir, lmbdas, base, fv.variants,
+                               verbose=1 if sys.stdout.isatty() else 2)
+  bar = _progress(len(paths))
+  measurements = ablation.evaluate_all(
+      fv.out_dir, lmbdas, paths, fv.variants,
+      progress=bar and (lambda done, _: bar.update(done)))
+  report = ablation.report(measurements, seconds, base, lmbdas, fv.variants)
+  print_evaluation(measurements, report["curves"],
+                   {k: v for k, v in report["bd_rate"].items()
+                    if k != "reference"}, ablation.BASELINE)
+  image_io.write_atomically(os.path.join(fv.out_dir, "results.json"),
+                            _json_bytes(report), force=True)
+  image_io.write_atomically(
+      os.path.join(fv.out_dir, "rd.png"),
+      evaluate.plot(report["curves"], f"Quantization ablation, "
+                    f"{base.soft_steps}+{base.hard_steps} steps, "
+                    f"{len(paths)} images", {"jpeg": "JPEG 4:2:0 (Pillow)"}),
+      force=True)
   return 0
 
 
@@ -266,7 +541,9 @@ COMMANDS = {
     "compress": (define_compress, run_compress, "IN.png..."),
     "decompress": (define_decompress, run_decompress, "IN.tsth..."),
     "train": (define_train, run_train, ""),
-    "evaluate": (define_evaluate, run_evaluate, "IMAGE.png..."),
+    "evaluate": (define_evaluate, run_evaluate, "IMAGES..."),
+    "ablate": (define_ablate, run_ablate, ""),
+    "bench": (define_bench, run_bench, "[IMAGES...]"),
     "models": (define_models, run_models, ""),
 }
 
@@ -274,7 +551,9 @@ _SUMMARIES = {
     "compress": "PNG images to .tsth files",
     "decompress": ".tsth files to PNG images",
     "train": "train a model (soft then hard, or a baseline) and export it",
-    "evaluate": "bpp, PSNR and times through the bitstream, against JPEG",
+    "evaluate": "rate, PSNR, MS-SSIM, times and BD-rates against anchors",
+    "ablate": "train and compare quantization strategies over λ",
+    "bench": "encode/decode seconds, memory and training throughput",
     "models": "list the installed models",
 }
 
@@ -306,7 +585,7 @@ def main(argv=None):
     return 0
   try:
     args = fv([f"{PROG} {command}"] + argv[2:])[1:]
-    if args_help and not args:
+    if args_help and not args_help.startswith("[") and not args:
       raise UsageError(f"no input files (usage: {PROG} {command} [flags] "
                        f"{args_help})")
     return run(fv, args)

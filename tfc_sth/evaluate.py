@@ -1,39 +1,72 @@
-"""Evaluating models through the real bitstream, against JPEG at equal rate.
+"""Evaluating codecs through their real files: learned models and anchors.
 
-Rates are the sizes of the .tsth files (header included), never the
-estimated rate; the estimate is reported beside them to show the coder's
-overhead. JPEG's PSNR at the model's rate is interpolated, per image, on a
-sweep of JPEG qualities of that image.
+Every measurement codes one image at one setting and measures the file that
+a user would store: rates are the sizes of whole .tsth files (header
+included), never the estimated rate, which is reported beside them to show
+the coder's overhead. Anchors (`anchors.py`) are measured the same way.
+
+A *curve* is one codec over its settings: an anchor over its quality sweep,
+or learned models given the same label (typically one per λ). A curve's
+points are means over the images at each setting. Curves are compared by
+Bjøntegaard delta rate (`metrics.bd_rate`); a single model, which has no
+curve, by its PSNR gain over an anchor at the same rate, per image.
 """
 
+import csv
 import dataclasses
+import io
+import math
 import time
 
 import numpy as np
 
-from tfc_sth import anchors
 from tfc_sth import image_io
 from tfc_sth import metrics
 
+QUALITIES = ("psnr", "ms_ssim_db")
+
 
 @dataclasses.dataclass
-class ImageResult:
+class Measurement:
+  codec: str  # A model label or an anchor name.
+  setting: str  # The model id, or the anchor's quality setting.
   image: str
   width: int
   height: int
   num_bytes: int
   bpp: float
-  estimated_bpp: float
   psnr: float
+  ms_ssim: float
+  ms_ssim_db: float
   encode_seconds: float
   decode_seconds: float
-  jpeg_psnr_at_bpp: float
+  estimated_bpp: float = math.nan  # Learned models only.
 
 
-def evaluate_image(codec, path, with_jpeg=True):
-  """Compresses and decompresses one PNG with `codec`; returns its figures."""
-  image, channels = image_io.read_png(path)
+NUMERIC = [f.name for f in dataclasses.fields(Measurement)
+           if f.type in (int, float, "int", "float")]
+
+
+def _measurement(codec, setting, path, image, num_bytes, decoded,
+                 encode_seconds, decode_seconds, **extra):
   height, width = image.shape[:2]
+  ms_ssim = metrics.ms_ssim(image, decoded)
+  return Measurement(
+      codec=codec, setting=str(setting), image=path, width=width,
+      height=height, num_bytes=num_bytes,
+      bpp=metrics.bits_per_pixel(num_bytes, height, width),
+      psnr=metrics.psnr(image, decoded), ms_ssim=ms_ssim,
+      ms_ssim_db=metrics.ms_ssim_db(ms_ssim), encode_seconds=encode_seconds,
+      decode_seconds=decode_seconds, **extra)
+
+
+def measure_model(codec, label, path, image, channels=3):
+  """Compresses and decompresses `image` with a loaded `codec.Codec`.
+
+  Times are of a second round trip: the first with a new image size also
+  sets up oneDNN's kernels for it.
+  """
+  codec.decompress(codec.compress(image, channels))
   start = time.perf_counter()
   data = codec.compress(image, channels)
   encoded = time.perf_counter()
@@ -41,25 +74,123 @@ def evaluate_image(codec, path, with_jpeg=True):
   decode_seconds = time.perf_counter() - encoded
   estimated_bits = float(codec.module.signatures["reconstruct"](
       image=image)["bits"])
-  bpp = metrics.bits_per_pixel(len(data), height, width)
-  jpeg_psnr = (metrics.interpolate_at_rate(anchors.jpeg_curve(image), bpp)
-               if with_jpeg else float("nan"))
-  return ImageResult(
-      image=path, width=width, height=height, num_bytes=len(data), bpp=bpp,
-      estimated_bpp=estimated_bits / (height * width),
-      psnr=metrics.psnr(image, decoded), encode_seconds=encoded - start,
-      decode_seconds=decode_seconds, jpeg_psnr_at_bpp=jpeg_psnr)
+  return _measurement(
+      label, codec.model_id, path, image, len(data), decoded,
+      encoded - start, decode_seconds,
+      estimated_bpp=estimated_bits / (image.shape[0] * image.shape[1]))
 
 
-def warm_up(codec):
-  """One small round trip, so that timings exclude one-time graph set-up."""
-  image = np.zeros((64, 64, 3), np.uint8)
-  codec.decompress(codec.compress(image))
+def measure_anchor(anchor, setting, path, image):
+  coded = anchor.code(image, setting)
+  return _measurement(anchor.name, anchor.label(setting), path, image,
+                      len(coded.data), coded.decoded, coded.encode_seconds,
+                      coded.decode_seconds)
 
 
-def summarize(results):
-  """Means over images of every numeric field."""
-  fields = [f.name for f in dataclasses.fields(ImageResult)
-            if f.type in (int, float, "int", "float")]
-  return {f: float(np.mean([getattr(r, f) for r in results]))
-          for f in fields}
+def run(paths, models, anchors, progress=None):
+  """Measures every image with every model and every anchor setting.
+
+  `models` is a list of (label, loaded `codec.Codec`); `anchors` a list of
+  `anchors.Anchor`. `progress(done, total)` is called after each image.
+  """
+  measurements = []
+  for done, path in enumerate(paths, 1):
+    image, channels = image_io.read_png(path)
+    for label, codec in models:
+      measurements.append(measure_model(codec, label, path, image, channels))
+    for anchor in anchors:
+      for setting in anchor.settings:
+        measurements.append(measure_anchor(anchor, setting, path, image))
+    if progress:
+      progress(done, len(paths))
+  return measurements
+
+
+def curves(measurements):
+  """{codec: [point]}: per setting, the means over images, sorted by bpp."""
+  groups = {}
+  for m in measurements:
+    groups.setdefault(m.codec, {}).setdefault(m.setting, []).append(m)
+  result = {}
+  for codec, settings in groups.items():
+    points = []
+    for setting, group in settings.items():
+      point = {f: float(np.mean([getattr(m, f) for m in group]))
+               for f in NUMERIC}
+      point.update(setting=setting, images=len(group))
+      points.append(point)
+    result[codec] = sorted(points, key=lambda p: p["bpp"])
+  return result
+
+
+def bd_rates(all_curves, reference):
+  """{codec: {quality: BD-rate % against `reference`}} for the other curves."""
+  if reference not in all_curves:
+    return {}
+  ref = all_curves[reference]
+  return {codec: {q: metrics.bd_rate([(p["bpp"], p[q]) for p in ref],
+                                     [(p["bpp"], p[q]) for p in points])
+                  for q in QUALITIES}
+          for codec, points in all_curves.items() if codec != reference}
+
+
+def gains_at_rate(measurements, model_label, anchor_name, quality="psnr"):
+  """{model id: mean over images of quality - anchor's quality at its bpp}.
+
+  The anchor's quality at a rate is interpolated on its sweep of that
+  image; images whose rate lies outside the sweep are left out (NaN if all).
+  """
+  sweeps = {}
+  for m in measurements:
+    if m.codec == anchor_name:
+      sweeps.setdefault(m.image, []).append((m.bpp, getattr(m, quality)))
+  gains = {}
+  for m in measurements:
+    if m.codec == model_label and m.image in sweeps:
+      anchor = metrics.interpolate_at_rate(sweeps[m.image], m.bpp)
+      gains.setdefault(m.setting, []).append(getattr(m, quality) - anchor)
+  return {setting: float(np.nanmean(g)) if not np.isnan(g).all()
+          else math.nan for setting, g in gains.items()}
+
+
+def to_csv(measurements):
+  buffer = io.StringIO()
+  writer = csv.DictWriter(
+      buffer, [f.name for f in dataclasses.fields(Measurement)])
+  writer.writeheader()
+  for m in measurements:
+    writer.writerow(dataclasses.asdict(m))
+  return buffer.getvalue().encode()
+
+
+def plot(all_curves, title=None, descriptions=None):
+  """PSNR and MS-SSIM (dB) against bpp, one line per curve, as PNG bytes.
+
+  Curves named in `descriptions` (the anchors) are dashed and labelled by
+  their description; the others (learned models) are solid.
+  """
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  from matplotlib import pyplot  # pylint: disable=g-import-not-at-top
+  descriptions = descriptions or {}
+  figure, axes = pyplot.subplots(1, 2, figsize=(12, 5), dpi=120)
+  for axis, quality, name in zip(axes, QUALITIES,
+                                 ("PSNR (dB)", "MS-SSIM (dB)")):
+    for codec, points in all_curves.items():
+      anchor = codec in descriptions
+      axis.plot([p["bpp"] for p in points], [p[quality] for p in points],
+                marker="o", markersize=3 if anchor else 6,
+                linestyle="--" if anchor else "-",
+                linewidth=1 if anchor else 2,
+                label=descriptions.get(codec, codec))
+    axis.set_xlabel("bits per pixel")
+    axis.set_ylabel(name)
+    axis.grid(alpha=.3)
+  axes[0].legend(fontsize=8)
+  if title:
+    figure.suptitle(title)
+  figure.tight_layout()
+  buffer = io.BytesIO()
+  figure.savefig(buffer, format="png")
+  pyplot.close(figure)
+  return buffer.getvalue()

@@ -1,0 +1,43 @@
+"""`tfc-sth bench`: coding times, memory and training throughput."""
+
+import json
+
+import pytest
+
+from tfc_sth import cli
+
+
+def test_bench_command(tiny_model_dir, tmp_path, smooth_image, png_bytes,
+                       capsys, reuse_saved_models):
+  photo = tmp_path / "photo.png"
+  photo.write_bytes(png_bytes(smooth_image(64, 80, seed=3)))
+  out = tmp_path / "bench.json"
+  assert cli.main([
+      "tfc-sth", "bench", "--model", str(tiny_model_dir), "--runs=3",
+      "--train_steps=2", "--train_num_filters=8",
+      "--train_latent_channels=12", "--train_patch_size=64",
+      "--train_batch_size=1", "-o", str(out), str(photo)]) == 0
+  report = json.loads(out.read_text())
+  (coding,) = report["coding"]
+  assert (coding["width"], coding["height"]) == (80, 64)
+  for kind in ("encode", "decode"):
+    spread = coding[kind]
+    assert spread["runs"] == 3
+    assert spread["min_seconds"] <= spread["median_seconds"] <= (
+        spread["max_seconds"])
+    assert spread["megapixels_per_second"] == pytest.approx(
+        80 * 64 / 1e6 / spread["median_seconds"])
+  assert coding["peak_mb"] >= coding["resident_mb"] > 0
+  training = report["training"]
+  assert training["config"]["num_filters"] == 8
+  for phase in ("soft", "hard"):
+    assert training[phase]["runs"] == 2
+    assert training[phase]["megapixels_per_second"] == pytest.approx(
+        64 * 64 / 1e6 / training[phase]["median_seconds"])
+  printed = capsys.readouterr().out
+  assert "encode" in printed and "soft" in printed
+
+
+def test_bench_needs_something_to_time(capsys):
+  assert cli.main(["tfc-sth", "bench", "--train_steps=0"]) == cli.EXIT_USAGE
+  assert "nothing to time" in capsys.readouterr().err

@@ -1,0 +1,123 @@
+"""The quantization ablation: AUN, STE, mixed, STH, STH + SAUN, at several λ.
+
+Every variant trains the same architecture from the same seed and data for
+the same total number of steps, under the same learning-rate schedule:
+
+    aun                noise for soft + hard steps
+    ste                straight-through rounding for soft + hard steps
+    mixed              noise for the rate, rounding for the decoder
+    sth                noise for soft steps, then hard with the encoder frozen
+    sth_saun_channel   sth, with a learned Δ per channel
+    sth_saun_hyper     sth, with Δ predicted by the hyperprior
+
+`aun` is not trained from scratch: it branches from the checkpoint at the
+end of `sth`'s soft phase (the two are identical up to there), so AUN and
+STH differ only in what the last steps do.
+
+Layout of `out_dir` (rerunning resumes and skips what is done):
+
+    lmbda_<λ>/<variant>/            a `tfc-sth train` run (config, checkpoints)
+    lmbda_<λ>/<variant>/export/     its SavedModel
+    lmbda_<λ>/<variant>/timing.json wall time of its training
+    results.json                    evaluation, BD-rates against `aun`
+"""
+
+import dataclasses
+import json
+import os
+import time
+
+from absl import logging
+
+from tfc_sth import export
+from tfc_sth import training
+
+BASELINE = "aun"
+
+
+@dataclasses.dataclass(frozen=True)
+class Variant:
+  quantization: str
+  delta: str = "none"
+  branch_of: str = None  # Starts from the end of this variant's soft phase.
+
+
+VARIANTS = {
+    "sth": Variant("sth"),
+    "aun": Variant("noise", branch_of="sth"),
+    "ste": Variant("ste"),
+    "mixed": Variant("mixed"),
+    "sth_saun_channel": Variant("sth", delta="channel"),
+    "sth_saun_hyper": Variant("sth", delta="hyper"),
+}
+
+
+def run_dir(out_dir, lmbda, variant):
+  return os.path.join(out_dir, f"lmbda_{lmbda:g}", variant)
+
+
+def export_dir(out_dir, lmbda, variant):
+  return os.path.join(run_dir(out_dir, lmbda, variant), "export")
+
+
+def train_all(out_dir, lmbdas, base, variants=tuple(VARIANTS), verbose=2):
+  """Trains and exports every (λ, variant) not yet exported.
+
+  `base` is a `TrainConfig` holding everything the variants share.
+  Returns {(λ, variant): training seconds}, including earlier runs'.
+  """
+  # A branch needs its source trained first: VARIANTS lists sources first.
+  ordered = [v for v in VARIANTS if v in variants]
+  seconds = {}
+  for lmbda in lmbdas:
+    for name in ordered:
+      variant = VARIANTS[name]
+      directory = run_dir(out_dir, lmbda, name)
+      timing = os.path.join(directory, "timing.json")
+      if not os.path.exists(os.path.join(export_dir(out_dir, lmbda, name),
+                                         "saved_model.pb")):
+        init_from = None
+        if variant.branch_of:
+          init_from = os.path.join(run_dir(out_dir, lmbda, variant.branch_of),
+                                   "checkpoints", "phase_0_end")
+        config = dataclasses.replace(
+            base, lmbda=lmbda, quantization=variant.quantization,
+            delta=variant.delta, init_from=init_from)
+        logging.info("Ablation: λ=%g, %s.", lmbda, name)
+        start = time.perf_counter()
+        model = training.train(config, directory, verbose=verbose)
+        train_seconds = time.perf_counter() - start
+        export.export(model, export_dir(out_dir, lmbda, name))
+        with open(timing, "w") as f:
+          json.dump({"train_seconds": train_seconds}, f)
+      with open(timing) as f:
+        seconds[(lmbda, name)] = json.load(f)["train_seconds"]
+  return seconds
+
+
+def evaluate_all(out_dir, lmbdas, paths, variants=tuple(VARIANTS),
+                 progress=None):
+  """Measures every exported variant (one curve each, over λ) and JPEG."""
+  from tfc_sth import anchors, codec, evaluate  # pylint: disable=g-import-not-at-top,multiple-imports
+  models = [(name, codec.Codec(export_dir(out_dir, lmbda, name)))
+            for name in variants for lmbda in lmbdas]
+  return evaluate.run(paths, models, [anchors.ANCHORS["jpeg"]], progress)
+
+
+def report(measurements, seconds, base, lmbdas, variants=tuple(VARIANTS)):
+  """What the ablation found: curves, BD-rates against AUN, wall times."""
+  from tfc_sth import evaluate  # pylint: disable=g-import-not-at-top
+  curves = evaluate.curves(measurements)
+  return {
+      "config": dataclasses.asdict(base),
+      "lmbdas": list(lmbdas),
+      "variants": {name: dataclasses.asdict(VARIANTS[name])
+                   for name in variants},
+      "images": sorted({m.image for m in measurements}),
+      "train_seconds": {name: {f"{lmbda:g}": seconds[(lmbda, name)]
+                               for lmbda in lmbdas} for name in variants},
+      "curves": curves,
+      "bd_rate": dict(reference=BASELINE,
+                      **evaluate.bd_rates(curves, BASELINE)),
+      "bd_rate_vs_jpeg": evaluate.bd_rates(curves, "jpeg"),
+  }
