@@ -104,11 +104,15 @@ def evaluate_all(out_dir, lmbdas, paths, variants=tuple(VARIANTS),
   return evaluate.run(paths, models, [anchors.ANCHORS["jpeg"]], progress)
 
 
-def report(measurements, seconds, base, lmbdas, variants=tuple(VARIANTS)):
+def report(out_dir, measurements, seconds, base, lmbdas,
+           variants=tuple(VARIANTS)):
   """What the ablation found: curves, BD-rates against AUN, wall times."""
-  from tfc_sth import evaluate  # pylint: disable=g-import-not-at-top
+  from tfc_sth import evaluate, pretrained  # pylint: disable=g-import-not-at-top,multiple-imports
   curves = evaluate.curves(measurements)
   return {
+      "models": {name: {f"{lmbda:g}": pretrained.read_info(
+          export_dir(out_dir, lmbda, name))["model_id"] for lmbda in lmbdas}
+                 for name in variants},
       "config": dataclasses.asdict(base),
       "lmbdas": list(lmbdas),
       "variants": {name: dataclasses.asdict(VARIANTS[name])

@@ -508,7 +508,8 @@ def run_ablate(fv, args):
   measurements = ablation.evaluate_all(
       fv.out_dir, lmbdas, paths, fv.variants,
       progress=bar and (lambda done, _: bar.update(done)))
-  report = ablation.report(measurements, seconds, base, lmbdas, fv.variants)
+  report = ablation.report(fv.out_dir, measurements, seconds, base, lmbdas,
+                           fv.variants)
   print_evaluation(measurements, report["curves"],
                    {k: v for k, v in report["bd_rate"].items()
                     if k != "reference"}, ablation.BASELINE)
