@@ -33,6 +33,7 @@ from tfc_sth import export
 from tfc_sth import training
 
 BASELINE = "aun"
+PER_RUN_FIELDS = ("lmbda", "quantization", "delta", "init_from")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,7 +114,9 @@ def report(out_dir, measurements, seconds, base, lmbdas,
       "models": {name: {f"{lmbda:g}": pretrained.read_info(
           export_dir(out_dir, lmbda, name))["model_id"] for lmbda in lmbdas}
                  for name in variants},
-      "config": dataclasses.asdict(base),
+      # What the variants share; λ, quantization and Δ are per run.
+      "config": {k: v for k, v in dataclasses.asdict(base).items()
+                 if k not in PER_RUN_FIELDS},
       "lmbdas": list(lmbdas),
       "variants": {name: dataclasses.asdict(VARIANTS[name])
                    for name in variants},

@@ -57,6 +57,12 @@ def _progress(count):
   return tf.keras.utils.Progbar(count, unit_name="image")
 
 
+def _progress_callback(count):
+  """A `progress(done, total)` function showing a bar, or None for one image."""
+  bar = _progress(count)
+  return bar and (lambda done, _: bar.update(done))
+
+
 def _for_each(paths, step, flag_values):
   """Runs `step(path)` on every input; reports failures and keeps going."""
   failures = 0
@@ -356,9 +362,8 @@ def run_evaluate(fv, args):
             f"{anchors.ANCHORS[name].requirements()} not installed",
             file=sys.stderr)
   models = [(label, codec.Codec.load(m)) for label, m in _models(fv.model)]
-  bar = _progress(len(paths))
-  measurements = evaluate.run(
-      paths, models, used, progress=bar and (lambda done, _: bar.update(done)))
+  measurements = evaluate.run(paths, models, used,
+                              progress=_progress_callback(len(paths)))
   all_curves = evaluate.curves(measurements)
   rates = evaluate.bd_rates(all_curves, fv.reference)
   print(f"{len(paths)} images; means over images:")
@@ -467,8 +472,7 @@ def run_bench(fv, args):
 
 def define_ablate(fv):
   from tfc_sth import ablation  # pylint: disable=g-import-not-at-top
-  _define_train_config(fv, exclude=("lmbda", "quantization", "delta",
-                                    "init_from"))
+  _define_train_config(fv, exclude=ablation.PER_RUN_FIELDS)
   flags.DEFINE_string("out_dir", None, "Runs, exports, results.json and "
                       "rd.png go here; rerun to resume.", flag_values=fv)
   flags.DEFINE_list("lmbdas", ["0.0025", "0.005", "0.01"], "λ values.",
@@ -504,10 +508,9 @@ def run_ablate(fv, args):
   logging.set_verbosity(logging.INFO)
   seconds = ablation.train_all(fv.out_dir, lmbdas, base, fv.variants,
                                verbose=1 if sys.stdout.isatty() else 2)
-  bar = _progress(len(paths))
   measurements = ablation.evaluate_all(
       fv.out_dir, lmbdas, paths, fv.variants,
-      progress=bar and (lambda done, _: bar.update(done)))
+      progress=_progress_callback(len(paths)))
   report = ablation.report(fv.out_dir, measurements, seconds, base, lmbdas,
                            fv.variants)
   print_evaluation(measurements, report["curves"],
