@@ -21,11 +21,12 @@ setuptools.setup(
         "tensorflow~=2.14.1",
         "tensorflow-compression==2.14.1",
         "tensorflow-datasets",
-        # tensorflow 2.14 needs protobuf < 5; protobuf 4.25 has the fast
-        # (upb) implementation, which loads and saves models 3-4x faster than
-        # 3.20's pure Python. tensorflow-metadata 1.15 is the release that
-        # accepts it on Python 3.11 without asking for protobuf 5.
-        "protobuf>=4.25.2,<5",
+        # tensorflow 2.14 needs protobuf < 5. On Python 3.11, protobuf 3.20
+        # has only its pure-Python implementation, which loads and saves
+        # models 3-4x slower than 4.25's; tensorflow-metadata 1.15 is the
+        # release that accepts 4.25 there without asking for protobuf 5 (on
+        # Python 3.10 it keeps 3.20, which has a compiled wheel).
+        "protobuf>=4.25.2,<5; python_version >= '3.11'",
         "tensorflow-metadata>=1.15,<1.16",
         "absl-py",
         "numpy<2",
