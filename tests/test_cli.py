@@ -415,3 +415,12 @@ def test_decoding_is_identical_on_one_and_two_cores(tmp_path):
   assert one.shape == two.shape == (512, 768, 3)
   assert one_channels == two_channels == 3
   np.testing.assert_array_equal(one, two)
+
+
+@pytest.mark.parametrize("command", [
+    ["models", "extra"],
+    ["train", "--train_dir=unused", "--train_glob=unused", "extra"],
+])
+def test_commands_without_arguments_refuse_them(command, capsys):
+  assert cli.main(["tfc-sth", *command]) == cli.EXIT_USAGE
+  assert "unexpected arguments: extra" in capsys.readouterr().err

@@ -225,8 +225,6 @@ def define_train(fv):
 
 def run_train(fv, args):
   from tfc_sth import training  # pylint: disable=g-import-not-at-top
-  if args:
-    raise UsageError(f"unexpected arguments: {' '.join(args)}")
   config = _train_config(fv)
   logging.set_verbosity(logging.INFO)
   training.train(config, fv.train_dir, fv.export_dir,
@@ -487,8 +485,6 @@ def define_ablate(fv):
 
 def run_ablate(fv, args):
   from tfc_sth import ablation, evaluate, image_io  # pylint: disable=g-import-not-at-top,multiple-imports
-  if args:
-    raise UsageError(f"unexpected arguments: {' '.join(args)}")
   unknown = set(fv.variants) - set(ablation.VARIANTS)
   if unknown:
     raise UsageError(f"unknown variants {sorted(unknown)}")
@@ -589,6 +585,8 @@ def main(argv=None):
     return 0
   try:
     args = fv([f"{PROG} {command}"] + argv[2:])[1:]
+    if not args_help and args:
+      raise UsageError(f"unexpected arguments: {' '.join(args)}")
     if args_help and not args_help.startswith("[") and not args:
       raise UsageError(f"no input files (usage: {PROG} {command} [flags] "
                        f"{args_help})")
