@@ -24,6 +24,7 @@ Layout of `out_dir` (rerunning resumes and skips what is done):
 
 import dataclasses
 import json
+import math
 import os
 import time
 
@@ -91,8 +92,11 @@ def train_all(out_dir, lmbdas, base, variants=tuple(VARIANTS), verbose=2):
         export.export(model, export_dir(out_dir, lmbda, name))
         with open(timing, "w") as f:
           json.dump({"train_seconds": train_seconds}, f)
-      with open(timing) as f:
-        seconds[(lmbda, name)] = json.load(f)["train_seconds"]
+      # Missing if a run was stopped between its export and this record.
+      seconds[(lmbda, name)] = math.nan
+      if os.path.exists(timing):
+        with open(timing) as f:
+          seconds[(lmbda, name)] = json.load(f)["train_seconds"]
   return seconds
 
 
