@@ -63,22 +63,28 @@ def read_png_array():
 
 
 @pytest.fixture(scope="session")
-def tiny_model_dir(tmp_path_factory):
+def train_glob(tmp_path_factory):
+  """A glob of three small training PNGs."""
+  images = tmp_path_factory.mktemp("train_images")
+  for i, (h, w) in enumerate([(64, 64), (80, 96), (96, 72)]):
+    (images / f"train_{i}.png").write_bytes(
+        _png_bytes(_smooth_image(h, w, seed=100 + i)))
+  assert len(glob.glob(str(images / "*.png"))) == 3
+  return str(images / "*.png")
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory, train_glob):
   """The export directory of a tiny model trained for a few steps.
 
   It lives in a folder of its own, `tiny_model_dir.parent`, which is what
   TFC_STH_MODELS should name for decompression to find it by its id.
   """
   from tfc_sth import training  # pylint: disable=g-import-not-at-top
-  images = tmp_path_factory.mktemp("train_images")
-  for i, (h, w) in enumerate([(64, 64), (80, 96), (96, 72)]):
-    (images / f"train_{i}.png").write_bytes(
-        _png_bytes(_smooth_image(h, w, seed=100 + i)))
-  assert len(glob.glob(str(images / "*.png"))) == 3
   config = training.TrainConfig(
       num_filters=8, latent_channels=12, delta="hyper", soft_steps=4,
       hard_steps=2, steps_per_epoch=2, batch_size=2, patch_size=64,
-      train_glob=str(images / "*.png"))
+      train_glob=train_glob)
   models = tmp_path_factory.mktemp("models")
   export_dir = models / "tiny"
   training.train(config, str(tmp_path_factory.mktemp("train_dir")),

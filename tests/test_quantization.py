@@ -108,3 +108,42 @@ def test_factorized_prior_hard_mode_has_discrete_rate_and_no_latent_gradient():
 def test_unknown_mode_is_rejected():
   with pytest.raises(ValueError, match="Unknown quantization mode"):
     entropy_models.GaussianConditional(quantization_mode="round")
+
+
+def _run_anneal(alpha, seed=3):
+  layer = entropy_models.GaussianConditional(quantization_mode="anneal")
+  layer.alpha.assign(alpha)
+  y, loc, log_scale = _inputs()
+  tf.random.set_seed(seed)
+  return layer(y, loc, log_scale, training=True), (y, loc, log_scale)
+
+
+def test_anneal_at_zero_temperature_is_additive_noise():
+  (y_hat, bits), inputs = _run_anneal(0.)
+  layer = entropy_models.GaussianConditional(quantization_mode="noise")
+  tf.random.set_seed(3)
+  noisy, noisy_bits = layer(*inputs, training=True)
+  np.testing.assert_allclose(y_hat, noisy, atol=1e-6)
+  np.testing.assert_allclose(bits, noisy_bits, rtol=1e-5)
+
+
+def test_anneal_at_high_temperature_approaches_hard_rounding():
+  (y_hat, bits), (y, loc, log_scale) = _run_anneal(200.)
+  assert _is_rounded(tf.round(y_hat - loc) + loc, y, loc)
+  np.testing.assert_allclose(y_hat - loc, np.round(y_hat - loc), atol=0.02)
+  _, hard_bits, *_ = _run("hard", True)
+  # The rate tends to the discrete likelihood (the scale index is not rounded
+  # in a soft mode, hence the tolerance).
+  np.testing.assert_allclose(bits, hard_bits, rtol=0.1)
+
+
+def test_anneal_is_differentiable_in_the_latent():
+  layer = entropy_models.FactorizedPrior(3, quantization_mode="anneal")
+  layer.alpha.assign(4.)
+  z = tf.constant(np.random.default_rng(1).normal(0, 2, (2, 4, 4, 3)),
+                  tf.float32)
+  with tf.GradientTape() as tape:
+    tape.watch(z)
+    z_hat, bits = layer(z, training=True)
+    loss = tf.reduce_sum(bits) + tf.reduce_sum(tf.square(z_hat))
+  assert _nonzero(tape.gradient(loss, z))

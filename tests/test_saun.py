@@ -9,30 +9,34 @@ from tfc_sth import entropy_models
 from tfc_sth import saun
 
 
-def _model(delta):
+def _model(delta, architecture="mean_scale_hyperprior"):
   tf.keras.utils.set_random_seed(3)
   model = architectures.CompressionModel(
-      num_filters=8, latent_channels=12, delta=delta)
+      architecture, num_filters=8, latent_channels=12, delta=delta)
   model(tf.zeros((1, 64, 64, 3)))
   return model
 
 
-@pytest.mark.parametrize("mode", ["noise", "ste", "mixed", "hard"])
-def test_unit_channel_delta_reproduces_plain_model_exactly(mode):
-  plain, scaled = _model(saun.NONE), _model(saun.CHANNEL)
+@pytest.mark.parametrize("architecture", sorted(architectures.ARCHITECTURES))
+def test_unit_channel_delta_reproduces_plain_model_exactly(architecture):
+  plain, scaled = _model(saun.NONE, architecture), _model(saun.CHANNEL,
+                                                          architecture)
   # Same weights; the SAUN model has one more (log Δ = 0).
   for source, target in zip(plain.weights, [
       w for w in scaled.weights if "log_delta" not in w.name]):
     target.assign(source)
+  plain.set_soft_round_alpha(3.)
+  scaled.set_soft_round_alpha(3.)
   x = tf.random.stateless_uniform((2, 64, 64, 3), seed=(1, 2))
-  for training in (True, False):
-    plain.quantization = scaled.quantization = mode
-    tf.random.set_seed(7)
-    x_plain, bits_plain = plain(x, training=training)
-    tf.random.set_seed(7)
-    x_scaled, bits_scaled = scaled(x, training=training)
-    np.testing.assert_array_equal(x_plain, x_scaled)
-    np.testing.assert_array_equal(bits_plain, bits_scaled)
+  for mode in ("noise", "ste", "mixed", "hard", "anneal"):
+    for training in (True, False):
+      plain.quantization = scaled.quantization = mode
+      tf.random.set_seed(7)
+      x_plain, bits_plain = plain(x, training=training)
+      tf.random.set_seed(7)
+      x_scaled, bits_scaled = scaled(x, training=training)
+      np.testing.assert_array_equal(x_plain, x_scaled, err_msg=mode)
+      np.testing.assert_array_equal(bits_plain, bits_scaled, err_msg=mode)
 
 
 def _latents(shape=(1, 8, 8, 4)):
@@ -95,6 +99,11 @@ def test_delta_is_bounded_below():
   assert float(saun.delta_from_log(tf.constant(-100.))) == pytest.approx(
       saun.MIN_DELTA)
   assert float(saun.delta_from_log(tf.constant(0.))) == 1.
+
+
+def test_a_factorized_prior_has_no_hyperprior_delta():
+  with pytest.raises(ValueError, match="no hyperprior"):
+    architectures.CompressionModel("factorized_prior", delta=saun.HYPER)
 
 
 def test_unknown_delta_mode_is_rejected():

@@ -22,7 +22,7 @@ def test_phases_of_each_strategy_have_equal_total_steps():
   sth = schedule.phases_for("sth", 30, 10)
   assert [(p.quantization, p.steps, p.freeze_encoder) for p in sth] == [
       ("noise", 30, False), ("hard", 10, True)]
-  for strategy in ("noise", "ste", "mixed"):
+  for strategy in ("noise", "ste", "mixed", "anneal"):
     phases = schedule.phases_for(strategy, 30, 10)
     assert len(phases) == 1 and phases[0].quantization == strategy
     assert schedule.total_steps(phases) == 40
@@ -53,10 +53,11 @@ class _Recorder(tf.keras.callbacks.Callback):
   def on_train_batch_end(self, batch, logs=None):
     step = int(self.model.optimizer.iterations)
     self.snapshots[step] = dict(
-        encoder=[w.numpy() for w in self.model.analysis.weights +
-                 self.model.latent_codec.hyper_analysis.weights],
+        encoder=[w.numpy() for layer in self.model.encoder_layers
+                 for w in layer.weights],
         decoder=[w.numpy() for w in self.model.synthesis.weights],
-        phase=int(self.model.phase), mode=self.model.quantization)
+        phase=int(self.model.phase), mode=self.model.quantization,
+        alpha=float(self.model.latent_codec.entropy_layers[0].alpha))
     if step == self.stop_at:
       self.model.stop_training = True
 
@@ -132,3 +133,19 @@ def test_branch_from_a_missing_checkpoint_is_an_error(tmp_path, patch_glob):
   with pytest.raises(FileNotFoundError, match="No checkpoint"):
     training.train(_config(patch_glob, init_from=str(tmp_path / "nothing")),
                    str(tmp_path / "run"))
+
+
+def test_anneal_raises_the_soft_rounding_temperature_over_the_run(
+    tmp_path, patch_glob):
+  recorder = _Recorder()
+  training.train(_config(patch_glob, quantization="anneal", model=
+                         "factorized_prior"), str(tmp_path),
+                 callbacks=[recorder])
+  s = recorder.snapshots
+  assert [s[i]["mode"] for i in range(1, 9)] == ["anneal"] * 8
+  alphas = [s[i]["alpha"] for i in range(1, 9)]
+  start, end = schedule.ANNEAL_ALPHA
+  assert alphas[0] == pytest.approx(start)
+  assert all(a < b for a, b in zip(alphas, alphas[1:])) and alphas[-1] < end
+  assert schedule.soft_round_alpha(8, 8) == pytest.approx(end)
+  assert _changed(s[1]["encoder"], s[8]["encoder"])

@@ -49,6 +49,7 @@ VARIANTS = {
     "aun": Variant("noise", branch_of="sth"),
     "ste": Variant("ste"),
     "mixed": Variant("mixed"),
+    "anneal": Variant("anneal"),
     "sth_saun_channel": Variant("sth", delta="channel"),
     "sth_saun_hyper": Variant("sth", delta="hyper"),
 }

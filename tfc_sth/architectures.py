@@ -9,6 +9,8 @@ with tfc's examples). An architecture is a function returning
 `(analysis, synthesis, latent_codec)`; adding one is adding such a function.
 """
 
+import inspect
+
 import tensorflow as tf
 
 from tfc_sth import latent_codecs
@@ -26,18 +28,83 @@ def register(name):
   return decorator
 
 
+def _gdn_transforms(num_filters, latent_channels, kernel_parameter):
+  return (transforms.analysis_transform(num_filters, latent_channels,
+                                        kernel_parameter),
+          transforms.synthesis_transform(num_filters, kernel_parameter))
+
+
+@register("factorized_prior")
+def factorized_prior(num_filters=128, latent_channels=192, delta=saun.NONE,
+                     kernel_parameter="rdft"):
+  """Ballé, Laparra, Simoncelli (ICLR 2017): GDN transforms, factorized prior."""
+  return (*_gdn_transforms(num_filters, latent_channels, kernel_parameter),
+          latent_codecs.FactorizedLatent(latent_channels, delta=delta))
+
+
+@register("scale_hyperprior")
+def scale_hyperprior(num_filters=128, latent_channels=192, delta=saun.NONE,
+                     kernel_parameter="rdft"):
+  """Ballé et al. (ICLR 2018): GDN transforms, N(0, σ²) with σ from h_s."""
+  return (*_gdn_transforms(num_filters, latent_channels, kernel_parameter),
+          latent_codecs.ScaleHyperprior(
+              latent_channels, num_filters, delta=delta,
+              kernel_parameter=kernel_parameter))
+
+
 @register("mean_scale_hyperprior")
 def mean_scale_hyperprior(num_filters=128, latent_channels=192,
                           delta=saun.NONE, kernel_parameter="rdft"):
   """Minnen et al. 2018 without context: GDN transforms, Gaussian (μ, σ) prior."""
+  return (*_gdn_transforms(num_filters, latent_channels, kernel_parameter),
+          latent_codecs.MeanScaleHyperprior(
+              latent_channels, num_filters, delta=delta,
+              kernel_parameter=kernel_parameter))
+
+
+@register("joint_autoregressive")
+def joint_autoregressive(num_filters=128, latent_channels=192,
+                         delta=saun.NONE, kernel_parameter="rdft"):
+  """Minnen, Ballé, Toderici (NeurIPS 2018): hyperprior plus causal context."""
+  return (*_gdn_transforms(num_filters, latent_channels, kernel_parameter),
+          latent_codecs.JointAutoregressive(
+              latent_channels, num_filters, delta=delta,
+              kernel_parameter=kernel_parameter))
+
+
+@register("channelwise_autoregressive")
+def channelwise_autoregressive(num_filters=128, latent_channels=192,
+                               delta=saun.NONE, kernel_parameter="rdft",
+                               num_slices=6):
+  """Minnen & Singh (ICIP 2020): channel slices with latent residual
+  prediction."""
+  return (*_gdn_transforms(num_filters, latent_channels, kernel_parameter),
+          latent_codecs.ChannelwiseAutoregressive(
+              latent_channels, num_filters, num_slices=num_slices,
+              delta=delta, kernel_parameter=kernel_parameter))
+
+
+@register("cheng2020")
+def cheng2020(num_filters=128, latent_channels=192, delta=saun.NONE,
+              kernel_parameter="rdft", attention=False):
+  """Cheng et al. (CVPR 2020), the "anchor": residual blocks, sub-pixel
+  upsampling, joint context model; `attention` adds the simplified attention
+  modules. The likelihood is a single Gaussian (see the README)."""
   return (
-      transforms.analysis_transform(
-          num_filters, latent_channels, kernel_parameter),
-      transforms.synthesis_transform(num_filters, kernel_parameter),
-      latent_codecs.MeanScaleHyperprior(
+      transforms.residual_analysis_transform(
+          num_filters, latent_channels, kernel_parameter, attention=attention),
+      transforms.residual_synthesis_transform(
+          num_filters, kernel_parameter, attention=attention),
+      latent_codecs.JointAutoregressive(
           latent_channels, num_filters, delta=delta,
-          kernel_parameter=kernel_parameter),
+          kernel_parameter=kernel_parameter, hyper_transforms="residual"),
   )
+
+
+def options(architecture):
+  """The keyword arguments an architecture takes, with their defaults."""
+  parameters = inspect.signature(ARCHITECTURES[architecture]).parameters
+  return {name: p.default for name, p in parameters.items()}
 
 
 def _mean(name):
@@ -81,6 +148,10 @@ class CompressionModel(tf.keras.Model):
   @quantization.setter
   def quantization(self, mode):
     self.latent_codec.quantization = quantization.check_mode(mode)
+
+  def set_soft_round_alpha(self, alpha):
+    """The temperature of the `anneal` mode (0: no rounding at all)."""
+    self.latent_codec.set_soft_round_alpha(alpha)
 
   @property
   def encoder_layers(self):

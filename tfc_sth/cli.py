@@ -161,9 +161,12 @@ _TRAIN_HELP = {
     "latent_channels": "Channels of the latent y (M).",
     "delta": "SAUN step Δ: none, per channel, or predicted by the hyperprior.",
     "kernel_parameter": "Convolution kernel parameterisation (tfc).",
+    "num_slices": "Channel slices of channelwise_autoregressive.",
+    "attention": "Attention modules in cheng2020's transforms.",
     "lmbda": "λ: rate-distortion trade-off, loss = bpp + λ·MSE (8-bit scale).",
-    "quantization": "Strategy: noise (AUN), ste, mixed, or sth (soft then "
-                    "hard).",
+    "quantization": "Strategy: noise (AUN), ste, mixed, anneal (soft "
+                    "rounding, temperature raised over the run), or sth "
+                    "(soft then hard).",
     "soft_steps": "Steps of the first (soft) phase.",
     "hard_steps": "Steps of the hard phase (other strategies train "
                   "soft_steps + hard_steps steps in one phase).",
@@ -191,7 +194,8 @@ def _define_train_config(fv, exclude=()):
            "delta": list(saun.DELTA_MODES),
            "kernel_parameter": ["rdft", "variable"],
            "quantization": list(schedule.STRATEGIES)}
-  definers = {int: flags.DEFINE_integer, float: flags.DEFINE_float}
+  definers = {int: flags.DEFINE_integer, float: flags.DEFINE_float,
+              bool: flags.DEFINE_boolean}
   for field in dataclasses.fields(training.TrainConfig):
     if field.name in exclude:
       continue

@@ -12,40 +12,132 @@ every training strategy applies to every architecture. Each codec answers:
 It also names the layers that belong to the encoder (`encoder_layers`, frozen
 in the hard phase), its extra downsampling (`downsampling`) and its string
 names (`string_names`).
+
+Wherever y is coded with a Gaussian, μ and σ (and Δ under SAUN hyper) come
+from what the architecture predicts: the hyperprior, the causal context or
+the previous channel slices. Rounding is always mean-centred, ŷ = Δ·round((y -
+μ)/Δ) + μ, so the hard phase of soft-then-hard and SAUN mean the same thing
+in every codec, and training in the discrete modes computes exactly the ŷ
+that decoding will.
 """
 
 import tensorflow as tf
 
+from tfc_sth import context_models
 from tfc_sth import entropy_models
 from tfc_sth import quantization
 from tfc_sth import saun
 from tfc_sth import transforms
 
 
-class MeanScaleHyperprior(tf.keras.layers.Layer):
-  """y coded with N(μ, σ²) (and Δ) predicted from a factorized hyper-latent z.
+class LatentCodec(tf.keras.layers.Layer):
+  """Base: the quantization mode and α of every entropy model inside."""
 
-  Minnen, Ballé, Toderici, "Joint Autoregressive and Hierarchical Priors for
-  Learned Image Compression", NeurIPS 2018, without the context model.
+  string_names = ("y_string",)
+  downsampling = 1
+
+  @property
+  def entropy_layers(self):
+    return [l for l in self._flatten_layers()
+            if isinstance(l, entropy_models.EntropyLayer)]
+
+  @property
+  def quantization(self):
+    return self.entropy_layers[0].quantization
+
+  @quantization.setter
+  def quantization(self, mode):
+    for layer in self.entropy_layers:
+      layer.quantization = mode
+
+  def set_soft_round_alpha(self, alpha):
+    for layer in self.entropy_layers:
+      layer.alpha.assign(alpha)
+
+  @property
+  def encoder_layers(self):
+    return []
+
+  def build_tables(self):
+    for layer in self.entropy_layers:
+      layer.build_tables()
+
+
+class FactorizedLatent(LatentCodec):
+  """y coded with a learned factorized prior (Ballé et al., ICLR 2017).
+
+  There is no predicted mean; under SAUN a per-channel Δ scales the grid.
+  """
+
+  def __init__(self, latent_channels, delta=saun.NONE, **kwargs):
+    super().__init__(**kwargs)
+    self.latent_channels = int(latent_channels)
+    self.delta = saun.check_delta_mode(delta)
+    if self.delta == saun.HYPER:
+      raise ValueError("A factorized prior has no hyperprior to predict Δ "
+                       "from; use delta=channel or none.")
+    self.prior = entropy_models.FactorizedPrior(self.latent_channels)
+    if self.delta == saun.CHANNEL:
+      self.log_delta = self.add_weight(
+          name="log_delta", shape=(self.latent_channels,),
+          initializer="zeros")
+
+  def _delta(self):
+    if self.delta == saun.CHANNEL:
+      return saun.delta_from_log(self.log_delta)
+    return 1.
+
+  def call(self, y, training=False):
+    v_hat, bits = self.prior(y / self._delta(), training=training)
+    return v_hat * self._delta(), bits
+
+  def compress(self, y):
+    return dict(y_string=self.prior.compress(y / self._delta()))
+
+  def decompress(self, strings, latent_shape):
+    return self.prior.decompress(
+        strings["y_string"], latent_shape) * self._delta()
+
+  def get_config(self):
+    return dict(super().get_config(), latent_channels=self.latent_channels,
+                delta=self.delta)
+
+
+HYPER_TRANSFORMS = {
+    "conv": (transforms.hyper_analysis_transform,
+             transforms.hyper_synthesis_transform),
+    "residual": (transforms.residual_hyper_analysis_transform,
+                 transforms.residual_hyper_synthesis_transform),
+}
+
+
+class Hyperprior(LatentCodec):
+  """Base of the codecs with a hyper-latent z (coded with a factorized prior).
+
+  h_s(ẑ) predicts `hyper_features` channels of entropy parameters for y,
+  plus log Δ under SAUN hyper; subclasses say how y is coded from them.
   """
 
   string_names = ("y_string", "z_string")
   downsampling = 4
+  hyper_features = None  # Set by subclasses, in units of latent_channels.
 
   def __init__(self, latent_channels, num_filters, hyper_channels=None,
                delta=saun.NONE, kernel_parameter="rdft",
-               quantization_mode=quantization.NOISE, **kwargs):
+               hyper_transforms="conv", **kwargs):
     super().__init__(**kwargs)
     self.latent_channels = int(latent_channels)
     self.num_filters = int(num_filters)
     self.hyper_channels = int(hyper_channels or num_filters)
     self.delta = saun.check_delta_mode(delta)
     self.kernel_parameter = kernel_parameter
-    num_params = 3 if self.delta == saun.HYPER else 2
-    self.hyper_analysis = transforms.hyper_analysis_transform(
+    self.hyper_transforms = hyper_transforms
+    analysis, synthesis = HYPER_TRANSFORMS[hyper_transforms]
+    outputs = self.hyper_features + (self.delta == saun.HYPER)
+    self.hyper_analysis = analysis(
         self.num_filters, self.hyper_channels, kernel_parameter)
-    self.hyper_synthesis = transforms.hyper_synthesis_transform(
-        self.num_filters, num_params * self.latent_channels, kernel_parameter)
+    self.hyper_synthesis = synthesis(
+        self.num_filters, outputs * self.latent_channels, kernel_parameter)
     self.hyper_prior = entropy_models.FactorizedPrior(self.hyper_channels)
     self.conditional = entropy_models.GaussianConditional()
     if self.delta == saun.CHANNEL:
@@ -53,63 +145,289 @@ class MeanScaleHyperprior(tf.keras.layers.Layer):
       self.log_delta = self.add_weight(
           name="log_delta", shape=(self.latent_channels,),
           initializer="zeros")
-    self.quantization = quantization_mode
-
-  @property
-  def quantization(self):
-    return self.conditional.quantization
-
-  @quantization.setter
-  def quantization(self, mode):
-    self.hyper_prior.quantization = mode
-    self.conditional.quantization = mode
 
   @property
   def encoder_layers(self):
     return [self.hyper_analysis]
 
-  def build_tables(self):
-    self.hyper_prior.build_tables()
-    self.conditional.build_tables()
+  def _hyper_input(self, y):
+    return y
 
-  def _entropy_parameters(self, z_hat):
-    params = tf.split(
-        self.hyper_synthesis(z_hat), 3 if self.delta == saun.HYPER else 2,
-        axis=-1)
+  def _hyper_parameters(self, z_hat):
+    """h_s(ẑ) as (entropy features, Δ or None)."""
+    features = self.hyper_synthesis(z_hat)
     if self.delta == saun.HYPER:
-      delta = saun.delta_from_log(params[2])
-    elif self.delta == saun.CHANNEL:
-      delta = saun.delta_from_log(self.log_delta)
-    else:
-      delta = None
-    return params[0], params[1], delta
+      split = self.hyper_features * self.latent_channels
+      return (features[..., :split],
+              saun.delta_from_log(features[..., split:]))
+    if self.delta == saun.CHANNEL:
+      return features, saun.delta_from_log(self.log_delta)
+    return features, None
 
   def call(self, y, training=False):
-    z = self.hyper_analysis(y)
-    z_hat, z_bits = self.hyper_prior(z, training=training)
-    loc, log_scale, delta = self._entropy_parameters(z_hat)
-    y_hat, y_bits = self.conditional(
-        y, loc, log_scale, delta, training=training)
+    z_hat, z_bits = self.hyper_prior(
+        self.hyper_analysis(self._hyper_input(y)), training=training)
+    features, delta = self._hyper_parameters(z_hat)
+    y_hat, y_bits = self._code_y(y, features, delta, training)
     return y_hat, y_bits + z_bits
 
   def compress(self, y):
-    z = self.hyper_analysis(y)
+    z = self.hyper_analysis(self._hyper_input(y))
     z_string = self.hyper_prior.compress(z)
     z_hat = self.hyper_prior.decompress(z_string, tf.shape(z)[1:-1])
-    loc, log_scale, delta = self._entropy_parameters(z_hat)
-    y_string = self.conditional.compress(y, loc, log_scale, delta)
-    return dict(y_string=y_string, z_string=z_string)
+    return dict(self._compress_y(y, *self._hyper_parameters(z_hat)),
+                z_string=z_string)
 
   def decompress(self, strings, latent_shape):
     z_hat = self.hyper_prior.decompress(
         strings["z_string"], latent_shape // self.downsampling)
-    loc, log_scale, delta = self._entropy_parameters(z_hat)
-    return self.conditional.decompress(
-        strings["y_string"], loc, log_scale, delta)
+    return self._decompress_y(strings, *self._hyper_parameters(z_hat))
 
   def get_config(self):
     return dict(
         super().get_config(), latent_channels=self.latent_channels,
         num_filters=self.num_filters, hyper_channels=self.hyper_channels,
         delta=self.delta, kernel_parameter=self.kernel_parameter,
-        quantization_mode=self.quantization)
+        hyper_transforms=self.hyper_transforms)
+
+
+class MeanScaleHyperprior(Hyperprior):
+  """y coded with N(μ, σ²) predicted from the hyper-latent alone.
+
+  Minnen, Ballé, Toderici, "Joint Autoregressive and Hierarchical Priors for
+  Learned Image Compression", NeurIPS 2018, without the context model.
+  """
+
+  hyper_features = 2
+
+  def _gaussian(self, features):
+    loc, log_scale = tf.split(features, 2, axis=-1)
+    return loc, log_scale
+
+  def _code_y(self, y, features, delta, training):
+    return self.conditional(y, *self._gaussian(features), delta,
+                            training=training)
+
+  def _compress_y(self, y, features, delta):
+    return dict(y_string=self.conditional.compress(
+        y, *self._gaussian(features), delta))
+
+  def _decompress_y(self, strings, features, delta):
+    return self.conditional.decompress(
+        strings["y_string"], *self._gaussian(features), delta)
+
+
+class ScaleHyperprior(MeanScaleHyperprior):
+  """y coded with N(0, σ²), σ from a hyper-latent of |y|.
+
+  Ballé, Minnen, Singh, Hwang, Johnston, "Variational Image Compression with
+  a Scale Hyperprior", ICLR 2018. μ = 0, so rounding is to the integers (or
+  to multiples of Δ).
+  """
+
+  hyper_features = 1
+
+  def _hyper_input(self, y):
+    return tf.abs(y)
+
+  def _gaussian(self, features):
+    return tf.zeros_like(features), features
+
+
+def _entropy_parameters(channels, outputs):
+  """1x1 layers from (hyper features, context) to (μ, log σ); Dense works
+  both on whole latents and on the rows of one wavefront."""
+  return tf.keras.Sequential([
+      tf.keras.layers.Dense(channels * 10 // 3, tf.nn.leaky_relu),
+      tf.keras.layers.Dense(channels * 8 // 3, tf.nn.leaky_relu),
+      tf.keras.layers.Dense(outputs),
+  ], name="entropy_parameters")
+
+
+class JointAutoregressive(Hyperprior):
+  """y coded with N(μ, σ²) from the hyperprior and a causal context of ŷ.
+
+  Minnen, Ballé, Toderici (NeurIPS 2018): a masked 5x5 convolution over ŷ,
+  combined with h_s(ẑ) by 1x1 layers. Δ (SAUN) comes from the hyperprior
+  alone, so that ỹ = y + Δ·u is known before the context is.
+
+  Soft modes (noise, mixed, anneal) feed the context y + Δ·u, as Minnen et
+  al. train. Discrete modes (ste, hard, inference) feed it the exact
+  mean-centred ŷ, computed serially by `context_models.autoregress`, without
+  gradient; a parallel pass over that ŷ then gives μ and σ with gradients.
+  """
+
+  hyper_features = 2
+
+  def __init__(self, latent_channels, num_filters, context_kernel=5,
+               **kwargs):
+    super().__init__(latent_channels, num_filters, **kwargs)
+    self.context_kernel = int(context_kernel)
+    self.context = context_models.CausalContext(
+        2 * self.latent_channels, self.context_kernel)
+    self.entropy_parameters = _entropy_parameters(
+        self.latent_channels, 2 * self.latent_channels)
+
+  def build(self, input_shape):
+    # Built here, not in the decoding loop, where no variable may be created.
+    self.context.build(input_shape)
+    self.entropy_parameters.build((None, 4 * self.latent_channels))
+    super().build(input_shape)
+
+  def _gaussian(self, features, context_output):
+    params = self.entropy_parameters(
+        tf.concat([features, context_output], axis=-1))
+    loc, log_scale = tf.split(params, 2, axis=-1)
+    return loc, log_scale
+
+  def _serial(self, y_or_none, features, delta, step, state):
+    """ŷ by the causal recursion; `step(state, y_at, loc, log_scale, Δ_at)`."""
+    spatial = [features]
+    hyper_delta = self.delta == saun.HYPER
+    if hyper_delta:
+      spatial.append(delta)
+    if y_or_none is not None:
+      spatial.append(y_or_none)
+
+    def wavefront(state, positions, context_output, at):
+      loc, log_scale = self._gaussian(at[0], context_output)
+      delta_at = at[1] if hyper_delta else delta
+      y_at = at[-1] if y_or_none is not None else None
+      return step(state, y_at, loc, log_scale, delta_at)
+
+    return context_models.autoregress(
+        self.context, spatial, wavefront, state, self.latent_channels)
+
+  def _round(self, state, y, loc, log_scale, delta):
+    normalize = self.conditional.normalize
+    v_hat = tf.round(normalize(y, loc, delta))
+    return state, self.conditional.denormalize(v_hat, loc, delta)
+
+  def _code_y(self, y, features, delta, training):
+    mode = self.quantization
+    noise = None
+    if quantization.is_discrete(mode, training):
+      y_serial, _ = self._serial(
+          tf.stop_gradient(y), tf.stop_gradient(features),
+          None if delta is None else tf.stop_gradient(delta), self._round,
+          tf.constant(0))
+      y_serial = tf.stop_gradient(y_serial)
+      y_context = y + tf.stop_gradient(y_serial - y) if (
+          training and mode == quantization.STE) else y_serial
+    else:
+      noise = quantization.uniform_noise(y)
+      y_context = y + (noise if delta is None else noise * delta)
+    loc, log_scale = self._gaussian(features, self.context(y_context))
+    y_hat, bits = self.conditional(y, loc, log_scale, delta,
+                                   training=training, noise=noise)
+    # At inference, the serial ŷ: what decompress returns, bit for bit.
+    return (y_hat if training else y_serial), bits
+
+  def _compress_y(self, y, features, delta):
+    handle = self.conditional.start_encoding(tf.shape(y)[0])
+    _, handle = self._serial(y, features, delta, self.conditional.encode,
+                             handle)
+    return dict(y_string=self.conditional.finish_encoding(handle))
+
+  def _decompress_y(self, strings, features, delta):
+    def decode(handle, _, loc, log_scale, delta_at):
+      return self.conditional.decode(handle, loc, log_scale, delta_at)
+
+    handle = self.conditional.start_decoding(strings["y_string"])
+    y_hat, handle = self._serial(None, features, delta, decode, handle)
+    return self.conditional.finish_decoding(handle, y_hat)
+
+  def get_config(self):
+    return dict(super().get_config(), context_kernel=self.context_kernel)
+
+
+class ChannelwiseAutoregressive(Hyperprior):
+  """y coded in channel slices, each conditioned on the slices before it.
+
+  Minnen & Singh, "Channel-wise Autoregressive Entropy Models for Learned
+  Image Compression", ICIP 2020. h_s(ẑ) gives mean and scale features; slice
+  k's μ_k and σ_k come from them and the decoded slices ŷ_<k, and latent
+  residual prediction (LRP) adds 0.5·tanh(f(features, ŷ_≤k)) to ŷ_k, which
+  both the synthesis and the later slices see. Each slice is parallel in
+  space, so training computes the exact ŷ of decoding in every mode.
+  """
+
+  hyper_features = 2
+
+  def __init__(self, latent_channels, num_filters, num_slices=6, **kwargs):
+    super().__init__(latent_channels, num_filters, **kwargs)
+    self.num_slices = int(num_slices)
+    if not 1 <= self.num_slices <= self.latent_channels:
+      raise ValueError(f"num_slices={num_slices} must be in 1.."
+                       f"{self.latent_channels}.")
+    base, extra = divmod(self.latent_channels, self.num_slices)
+    self.slice_sizes = [base + (k < extra) for k in range(self.num_slices)]
+    parameter = self.kernel_parameter
+
+    def transform(name, k):
+      size = self.slice_sizes[k]
+      return transforms.slice_transform(
+          self.latent_channels, size, parameter, name=f"{name}_{k}")
+
+    self.mean_transforms = [transform("mean", k)
+                            for k in range(self.num_slices)]
+    self.scale_transforms = [transform("scale", k)
+                             for k in range(self.num_slices)]
+    self.residual_transforms = [transform("lrp", k)
+                                for k in range(self.num_slices)]
+
+  def _slices(self, features, delta, code):
+    """ŷ slice by slice; `code(k, loc, log_scale, Δ_k)` -> ŷ_k before LRP."""
+    mean_features, scale_features = tf.split(features, 2, axis=-1)
+    deltas = ([None] * self.num_slices if delta is None
+              else tf.split(delta, self.slice_sizes, axis=-1))
+    decoded = []
+    for k in range(self.num_slices):
+      mean_support = tf.concat([mean_features] + decoded, axis=-1)
+      loc = self.mean_transforms[k](mean_support)
+      log_scale = self.scale_transforms[k](
+          tf.concat([scale_features] + decoded, axis=-1))
+      y_k = code(k, loc, log_scale, deltas[k])
+      residual = self.residual_transforms[k](
+          tf.concat([mean_support, y_k], axis=-1))
+      decoded.append(y_k + .5 * tf.tanh(residual))
+    return tf.concat(decoded, axis=-1)
+
+  def _code_y(self, y, features, delta, training):
+    y_slices = tf.split(y, self.slice_sizes, axis=-1)
+    bits = []
+
+    def code(k, loc, log_scale, delta_k):
+      y_hat, slice_bits = self.conditional(
+          y_slices[k], loc, log_scale, delta_k, training=training)
+      bits.append(slice_bits)
+      return y_hat
+
+    y_hat = self._slices(features, delta, code)
+    return y_hat, tf.add_n(bits)
+
+  def _compress_y(self, y, features, delta):
+    y_slices = tf.split(y, self.slice_sizes, axis=-1)
+    handle = [self.conditional.start_encoding(tf.shape(y)[0])]
+
+    def code(k, loc, log_scale, delta_k):
+      handle[0], y_hat = self.conditional.encode(
+          handle[0], y_slices[k], loc, log_scale, delta_k)
+      return y_hat
+
+    self._slices(features, delta, code)
+    return dict(y_string=self.conditional.finish_encoding(handle[0]))
+
+  def _decompress_y(self, strings, features, delta):
+    handle = [self.conditional.start_decoding(strings["y_string"])]
+
+    def code(k, loc, log_scale, delta_k):
+      handle[0], y_hat = self.conditional.decode(
+          handle[0], loc, log_scale, delta_k)
+      return y_hat
+
+    y_hat = self._slices(features, delta, code)
+    return self.conditional.finish_decoding(handle[0], y_hat)
+
+  def get_config(self):
+    return dict(super().get_config(), num_slices=self.num_slices)

@@ -4,8 +4,9 @@ Soft then hard (Guo et al., ICML 2021) is two phases: additive uniform noise
 on everything, then `hard` quantization with the analysis transforms (g_a,
 h_a) frozen, so that the decoder and entropy model are fine-tuned on exactly
 the rounded latents decoding will see. The baselines (`noise`, `ste`,
-`mixed`) are one phase of the same total length, so every strategy trains
-from the same command and the same step budget.
+`mixed`, and `anneal`, whose soft rounding temperature rises over the run)
+are one phase of the same total length, so every strategy trains from the
+same command and the same step budget.
 
 `PhaseSchedule` is a Keras callback: at the first step of a phase it sets the
 quantization mode, freezes or unfreezes the encoder and re-traces the train
@@ -31,7 +32,11 @@ import tensorflow as tf
 
 from tfc_sth import quantization
 
-STRATEGIES = ("noise", "ste", "mixed", "sth")
+STRATEGIES = ("noise", "ste", "mixed", "anneal", "sth")
+
+# Soft rounding temperature of `anneal`: raised geometrically from the first
+# value (nearly the identity) to the last (nearly rounding) over its phase.
+ANNEAL_ALPHA = (1., 16.)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,6 +71,12 @@ def phase_at(phases, step):
   return len(phases) - 1
 
 
+def soft_round_alpha(step, steps):
+  """α at step `step` (0-based) of an `anneal` phase of `steps` steps."""
+  start, end = ANNEAL_ALPHA
+  return start * (end / start) ** (min(step, steps) / max(steps, 1))
+
+
 def learning_rate_schedule(learning_rate, total, decay_at=0.8):
   """Constant, then a tenth of it for the last (1 - decay_at) of the steps."""
   return tf.keras.optimizers.schedules.PiecewiseConstantDecay(
@@ -95,9 +106,15 @@ class PhaseSchedule(tf.keras.callbacks.Callback):
     self._enter(phase_at(self.phases, int(self.model.optimizer.iterations)))
 
   def on_train_batch_begin(self, batch, logs=None):
-    index = phase_at(self.phases, int(self.model.optimizer.iterations))
+    step = int(self.model.optimizer.iterations)
+    index = phase_at(self.phases, step)
     if index != self._current:
       self._enter(index)
+    phase = self.phases[index]
+    if phase.quantization == quantization.ANNEAL:
+      start = total_steps(self.phases[:index])
+      self.model.set_soft_round_alpha(
+          soft_round_alpha(step - start, phase.steps))
 
 
 class Checkpoints(tf.keras.callbacks.Callback):

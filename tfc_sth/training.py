@@ -34,6 +34,8 @@ class TrainConfig:
   latent_channels: int = 192
   delta: str = "none"
   kernel_parameter: str = "rdft"
+  num_slices: int = 6
+  attention: bool = False
   lmbda: float = 0.01
   quantization: str = "sth"
   soft_steps: int = 10000
@@ -52,7 +54,10 @@ class TrainConfig:
   init_from: Optional[str] = None
 
   MODEL_FIELDS = ("model", "num_filters", "latent_channels", "delta",
-                  "kernel_parameter", "quantization")
+                  "kernel_parameter", "num_slices", "attention",
+                  "quantization")
+  # Options that only some architectures take (see `architectures.options`).
+  ARCHITECTURE_OPTIONS = ("num_slices", "attention")
 
   def check(self, downsampling):
     if not (self.train_glob or self.dataset):
@@ -63,10 +68,24 @@ class TrainConfig:
                           f"of the model's downsampling ({downsampling})")
 
   def build_model(self):
-    return architectures.CompressionModel(
-        self.model, lmbda=self.lmbda, num_filters=self.num_filters,
-        latent_channels=self.latent_channels, delta=self.delta,
-        kernel_parameter=self.kernel_parameter)
+    if self.model not in architectures.ARCHITECTURES:
+      raise ConfigError(f"unknown model {self.model!r}")
+    takes = architectures.options(self.model)
+    defaults = {f.name: f.default for f in dataclasses.fields(self)}
+    options = {}
+    for name in self.ARCHITECTURE_OPTIONS:
+      value = getattr(self, name)
+      if name in takes:
+        options[name] = value
+      elif value != defaults[name]:
+        raise ConfigError(f"--{name} does not apply to {self.model}")
+    try:
+      return architectures.CompressionModel(
+          self.model, lmbda=self.lmbda, num_filters=self.num_filters,
+          latent_channels=self.latent_channels, delta=self.delta,
+          kernel_parameter=self.kernel_parameter, **options)
+    except ValueError as e:
+      raise ConfigError(str(e)) from None
 
 
 def _check_resumable(config, train_dir):

@@ -1,0 +1,147 @@
+"""Every registered architecture: trains in both phases from the command line,
+exports, and round-trips bit-exactly without tfc_sth, on one core or two."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfc_sth import architectures
+from tfc_sth import cli
+
+# Tiny channel counts; each case also exercises a SAUN mode and the
+# architecture's own options.
+CASES = {
+    "factorized_prior": ["--delta=channel"],
+    "scale_hyperprior": ["--delta=hyper"],
+    "mean_scale_hyperprior": ["--delta=channel"],
+    "joint_autoregressive": ["--delta=hyper"],
+    "channelwise_autoregressive": ["--delta=channel", "--num_slices=3"],
+    "cheng2020": ["--delta=hyper"],  # Attention: test_transforms.py.
+}
+
+
+def test_every_architecture_has_a_case():
+  assert set(CASES) == set(architectures.ARCHITECTURES)
+
+
+@pytest.fixture(scope="module", params=sorted(CASES))
+def trained(request, tmp_path_factory, train_glob):
+  """(architecture, train_dir, export_dir) after `tfc-sth train`."""
+  name = request.param
+  root = tmp_path_factory.mktemp(name)
+  train_dir, export_dir = root / "train", root / "export"
+  assert cli.main([
+      "tfc-sth", "train", f"--model={name}", "--num_filters=8",
+      "--latent_channels=12", "--soft_steps=2", "--hard_steps=2",
+      "--steps_per_epoch=2", "--batch_size=2", "--patch_size=64",
+      "--kernel_parameter=rdft", f"--train_glob={train_glob}",
+      f"--train_dir={train_dir}", f"--export_dir={export_dir}",
+      *CASES[name]]) == 0
+  return name, train_dir, export_dir
+
+
+def _variables(checkpoint, prefixes):
+  reader = tf.train.load_checkpoint(str(checkpoint))
+  return {k: reader.get_tensor(k) for k in reader.get_variable_to_shape_map()
+          if k.startswith(prefixes) and "OPTIMIZER_SLOT" not in k}
+
+
+def test_hard_phase_trains_the_decoder_with_the_encoder_frozen(trained):
+  _, train_dir, _ = trained
+  checkpoints = train_dir / "checkpoints"
+  end = tf.train.latest_checkpoint(str(checkpoints))
+  encoder = ("model/analysis/", "model/latent_codec/hyper_analysis/")
+  before = _variables(checkpoints / "phase_0_end", encoder)
+  after = _variables(end, encoder)
+  assert before and before.keys() == after.keys()
+  for key in before:
+    np.testing.assert_array_equal(before[key], after[key], err_msg=key)
+  decoder = ("model/synthesis/",)
+  before = _variables(checkpoints / "phase_0_end", decoder)
+  after = _variables(end, decoder)
+  assert any(not np.array_equal(before[k], after[k]) for k in before)
+
+
+_FRESH_PROCESS = """
+import sys
+import numpy as np
+import tensorflow as tf
+import tensorflow_compression  # Registers the range coding ops.
+loaded = tf.saved_model.load(sys.argv[1])
+outputs = loaded.signatures["compress"](image=tf.constant(np.load(sys.argv[2])))
+decoded = loaded.signatures["decompress"](**outputs)["image"].numpy()
+assert not any(m.startswith("tfc_sth") for m in sys.modules), "imported tfc_sth"
+np.savez(sys.argv[3], decoded=decoded,
+         **{k: v.numpy() for k, v in outputs.items()})
+"""
+
+
+def _one_core():
+  try:
+    cores = len(os.sched_getaffinity(0))
+  except AttributeError:
+    cores = os.cpu_count() or 1
+  return ["taskset", "-c", "0"] if (
+      cores >= 2 and shutil.which("taskset")) else []
+
+
+def test_round_trip_is_exact_without_tfc_sth_on_one_and_two_cores(
+    trained, smooth_image, tmp_path):
+  name, _, export_dir = trained
+  image = smooth_image(70, 90, seed=6)
+  np.save(tmp_path / "image.npy", image)
+  # Compressed and decompressed in a process that has one core (if this
+  # machine has two) and no tfc_sth; decompressed again here, on all cores.
+  subprocess.run(
+      [*_one_core(), sys.executable, "-c", _FRESH_PROCESS, str(export_dir),
+       str(tmp_path / "image.npy"), str(tmp_path / "out.npz")],
+      check=True, cwd=str(tmp_path), env=dict(os.environ, PYTHONPATH=""),
+      timeout=600)
+  fresh = dict(np.load(tmp_path / "out.npz", allow_pickle=True))
+  loaded = tf.saved_model.load(str(export_dir))
+  info = loaded.signatures["model_info"]()
+  assert info["architecture"].numpy().decode() == name
+  assert json.loads(info["config"].numpy())["latent_channels"] == 12
+  strings = {k: tf.constant(v) for k, v in fresh.items() if k != "decoded"}
+  decoded = loaded.signatures["decompress"](**strings)["image"].numpy()
+  reference = loaded.signatures["reconstruct"](image=image)
+  np.testing.assert_array_equal(fresh["decoded"], decoded)
+  np.testing.assert_array_equal(decoded, reference["image"])
+  coded_bits = 8 * sum(len(v[0]) for k, v in fresh.items()
+                       if k.endswith("_string"))
+  # Few steps of training: allow range coder overhead; escaped outliers cost
+  # less than the model's estimate, never more.
+  assert coded_bits <= 1.05 * float(reference["bits"]) + 64
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--model=factorized_prior", "--delta=hyper"], "no hyperprior"),
+    (["--model=joint_autoregressive", "--attention"],
+     "--attention does not apply to joint_autoregressive"),
+    (["--model=mean_scale_hyperprior", "--num_slices=4"],
+     "--num_slices does not apply"),
+    (["--model=channelwise_autoregressive", "--latent_channels=12",
+      "--num_slices=13"], "num_slices=13 must be in 1..12"),
+])
+def test_train_refuses_options_the_architecture_cannot_take(
+    flags, message, tmp_path, train_glob, capsys):
+  assert cli.main(["tfc-sth", "train", f"--train_dir={tmp_path / 'run'}",
+                   f"--train_glob={train_glob}", *flags]) == cli.EXIT_ERROR
+  err = capsys.readouterr().err
+  assert len(err.splitlines()) == 1 and message in err, err
+  assert not (tmp_path / "run").exists()
+
+
+def test_channel_slices_split_the_latent_as_evenly_as_possible():
+  from tfc_sth import latent_codecs  # pylint: disable=g-import-not-at-top
+  codec = latent_codecs.ChannelwiseAutoregressive(12, 8, num_slices=5)
+  assert codec.slice_sizes == [3, 3, 2, 2, 2]
+  y = tf.random.normal((1, 8, 8, 12))
+  y_hat, bits = codec(y, training=False)
+  assert y_hat.shape == y.shape and bits.shape == (1,)
