@@ -92,7 +92,8 @@ def _one_core():
 
 
 def test_round_trip_is_exact_without_tfc_sth_on_one_and_two_cores(
-    trained, smooth_image, tmp_path):
+    trained, smooth_image, png_bytes, read_png_array, tmp_path,
+    reuse_saved_models):
   name, _, export_dir = trained
   image = smooth_image(70, 90, seed=6)
   np.save(tmp_path / "image.npy", image)
@@ -113,6 +114,14 @@ def test_round_trip_is_exact_without_tfc_sth_on_one_and_two_cores(
   reference = loaded.signatures["reconstruct"](image=image)
   np.testing.assert_array_equal(fresh["decoded"], decoded)
   np.testing.assert_array_equal(decoded, reference["image"])
+  # And through the .tsth container, from the command line.
+  (tmp_path / "image.png").write_bytes(png_bytes(image))
+  for command, source, target in [("compress", "image.png", "image.tsth"),
+                                  ("decompress", "image.tsth", "back.png")]:
+    assert cli.main(["tfc-sth", command, str(tmp_path / source), "-o",
+                     str(tmp_path / target), f"--model={export_dir}"]) == 0
+  np.testing.assert_array_equal(read_png_array(tmp_path / "back.png"),
+                                decoded)
   coded_bits = 8 * sum(len(v[0]) for k, v in fresh.items()
                        if k.endswith("_string"))
   # Few steps of training: allow range coder overhead; escaped outliers cost

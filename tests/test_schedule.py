@@ -149,3 +149,17 @@ def test_anneal_raises_the_soft_rounding_temperature_over_the_run(
   assert all(a < b for a, b in zip(alphas, alphas[1:])) and alphas[-1] < end
   assert schedule.soft_round_alpha(8, 8) == pytest.approx(end)
   assert _changed(s[1]["encoder"], s[8]["encoder"])
+
+
+def test_soft_round_alpha_is_set_per_step_not_checkpointed(tmp_path):
+  """So that checkpoints from before `anneal` existed restore unchanged."""
+  from tfc_sth import architectures  # pylint: disable=g-import-not-at-top
+  model = architectures.CompressionModel(num_filters=8, latent_channels=12)
+  model(tf.zeros((1, 64, 64, 3)))
+  model.set_soft_round_alpha(5.)
+  path = tf.train.Checkpoint(model=model).write(str(tmp_path / "ckpt"))
+  names = [name for name, _ in tf.train.list_variables(path)]
+  assert any("hyper_prior" in n for n in names)
+  assert not any("alpha" in n for n in names)
+  assert all(float(layer.alpha) == 5.
+             for layer in model.latent_codec.entropy_layers)

@@ -10,10 +10,10 @@ so does ŷ itself.
 `autoregress` runs that recursion exactly. Positions are visited in
 wavefronts t = (r + 1)·i + j (r the kernel radius): every position a wavefront
 depends on lies in an earlier one, so each wavefront is computed as one batch
-(48·3 + 32 steps for a 768x512 image instead of 1536). Encoder, decoder and
-the training of the discrete modes run this same function, on the same
-shapes, so the floats that pick μ and the scale table index are identical on
-both sides of the channel.
+(141 steps for the 48x32 latent of a 768x512 image, instead of 1536).
+Encoder, decoder and the training of the discrete modes run this same
+function, on the same shapes, so the floats that pick μ and the scale table
+index are identical on both sides of the channel.
 """
 
 import numpy as np

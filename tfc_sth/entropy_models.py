@@ -43,7 +43,11 @@ class EntropyLayer(tf.keras.layers.Layer):
   def __init__(self, quantization_mode=quantization.NOISE, **kwargs):
     super().__init__(**kwargs)
     self.quantization = quantization_mode
-    self.alpha = tf.Variable(0., trainable=False, name="soft_round_alpha")
+    # Not tracked: the schedule sets α before every step, so it is no part of
+    # a checkpoint or of the exported weights (and checkpoints written before
+    # `anneal` existed still restore).
+    object.__setattr__(self, "alpha", tf.Variable(
+        0., trainable=False, name="soft_round_alpha"))
 
   @property
   def quantization(self):

@@ -115,7 +115,10 @@ class Hyperprior(LatentCodec):
   """Base of the codecs with a hyper-latent z (coded with a factorized prior).
 
   h_s(ẑ) predicts `hyper_features` channels of entropy parameters for y,
-  plus log Δ under SAUN hyper; subclasses say how y is coded from them.
+  plus log Δ under SAUN hyper. Subclasses say how y is coded from those
+  features and Δ: `_code_y(y, features, Δ, training)` -> (ŷ, bits),
+  `_compress_y(y, features, Δ)` -> {"y_string": ...} and
+  `_decompress_y(strings, features, Δ)` -> ŷ.
   """
 
   string_names = ("y_string", "z_string")
