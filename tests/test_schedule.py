@@ -163,3 +163,13 @@ def test_soft_round_alpha_is_set_per_step_not_checkpointed(tmp_path):
   assert not any("alpha" in n for n in names)
   assert all(float(layer.alpha) == 5.
              for layer in model.latent_codec.entropy_layers)
+
+
+def test_phase_end_is_saved_even_between_epochs(tmp_path, patch_glob):
+  training.train(_config(patch_glob, soft_steps=3, hard_steps=3),
+                 str(tmp_path))
+  reader = tf.train.load_checkpoint(
+      str(tmp_path / "checkpoints" / "phase_0_end"))
+  assert reader.get_tensor(
+      "optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE") == 3
+  assert reader.get_tensor("model/phase/.ATTRIBUTES/VARIABLE_VALUE") == 0

@@ -121,8 +121,9 @@ class Checkpoints(tf.keras.callbacks.Callback):
   """Saves model (with its phase) and optimizer at the end of every epoch.
 
   The last `max_to_keep` checkpoints are kept, and also the one at the end
-  of each phase (`phase_<i>_end`), from which variants sharing that phase
-  can branch (e.g. soft then hard against noise continued).
+  of each phase (`phase_<i>_end`, written at that step whether or not an
+  epoch ends there), from which variants sharing that phase can branch (e.g.
+  soft then hard against noise continued).
   """
 
   def __init__(self, directory, phases=(), max_to_keep=2):
@@ -140,12 +141,14 @@ class Checkpoints(tf.keras.callbacks.Callback):
     super().set_model(model)
     self.manager = checkpoint_manager(model, self.directory, self.max_to_keep)
 
-  def on_epoch_end(self, epoch, logs=None):
+  def on_train_batch_end(self, batch, logs=None):
     step = int(self.model.optimizer.iterations)
-    self.manager.save(checkpoint_number=step)
     if step in self.phase_ends:
       self.manager.checkpoint.write(os.path.join(
           self.directory, f"phase_{self.phase_ends[step]}_end"))
+
+  def on_epoch_end(self, epoch, logs=None):
+    self.manager.save(checkpoint_number=int(self.model.optimizer.iterations))
 
 
 def checkpoint_manager(model, directory, max_to_keep=2):
