@@ -34,6 +34,14 @@ def _gdn_transforms(num_filters, latent_channels, kernel_parameter):
           transforms.synthesis_transform(num_filters, kernel_parameter))
 
 
+def _gdn_hyperprior(codec, num_filters, latent_channels, delta,
+                    kernel_parameter, **options):
+  """GDN transforms around one of the hyperprior latent codecs."""
+  return (*_gdn_transforms(num_filters, latent_channels, kernel_parameter),
+          codec(latent_channels, num_filters, delta=delta,
+                kernel_parameter=kernel_parameter, **options))
+
+
 @register("factorized_prior")
 def factorized_prior(num_filters=128, latent_channels=192, delta=saun.NONE,
                      kernel_parameter="rdft"):
@@ -46,30 +54,24 @@ def factorized_prior(num_filters=128, latent_channels=192, delta=saun.NONE,
 def scale_hyperprior(num_filters=128, latent_channels=192, delta=saun.NONE,
                      kernel_parameter="rdft"):
   """Ballé et al. (ICLR 2018): GDN transforms, N(0, σ²) with σ from h_s."""
-  return (*_gdn_transforms(num_filters, latent_channels, kernel_parameter),
-          latent_codecs.ScaleHyperprior(
-              latent_channels, num_filters, delta=delta,
-              kernel_parameter=kernel_parameter))
+  return _gdn_hyperprior(latent_codecs.ScaleHyperprior, num_filters,
+                         latent_channels, delta, kernel_parameter)
 
 
 @register("mean_scale_hyperprior")
 def mean_scale_hyperprior(num_filters=128, latent_channels=192,
                           delta=saun.NONE, kernel_parameter="rdft"):
   """Minnen et al. 2018 without context: GDN transforms, Gaussian (μ, σ) prior."""
-  return (*_gdn_transforms(num_filters, latent_channels, kernel_parameter),
-          latent_codecs.MeanScaleHyperprior(
-              latent_channels, num_filters, delta=delta,
-              kernel_parameter=kernel_parameter))
+  return _gdn_hyperprior(latent_codecs.MeanScaleHyperprior, num_filters,
+                         latent_channels, delta, kernel_parameter)
 
 
 @register("joint_autoregressive")
 def joint_autoregressive(num_filters=128, latent_channels=192,
                          delta=saun.NONE, kernel_parameter="rdft"):
   """Minnen, Ballé, Toderici (NeurIPS 2018): hyperprior plus causal context."""
-  return (*_gdn_transforms(num_filters, latent_channels, kernel_parameter),
-          latent_codecs.JointAutoregressive(
-              latent_channels, num_filters, delta=delta,
-              kernel_parameter=kernel_parameter))
+  return _gdn_hyperprior(latent_codecs.JointAutoregressive, num_filters,
+                         latent_channels, delta, kernel_parameter)
 
 
 @register("channelwise_autoregressive")
@@ -78,10 +80,9 @@ def channelwise_autoregressive(num_filters=128, latent_channels=192,
                                num_slices=6):
   """Minnen & Singh (ICIP 2020): channel slices with latent residual
   prediction."""
-  return (*_gdn_transforms(num_filters, latent_channels, kernel_parameter),
-          latent_codecs.ChannelwiseAutoregressive(
-              latent_channels, num_filters, num_slices=num_slices,
-              delta=delta, kernel_parameter=kernel_parameter))
+  return _gdn_hyperprior(latent_codecs.ChannelwiseAutoregressive,
+                         num_filters, latent_channels, delta,
+                         kernel_parameter, num_slices=num_slices)
 
 
 @register("cheng2020")
