@@ -173,3 +173,12 @@ def test_phase_end_is_saved_even_between_epochs(tmp_path, patch_glob):
   assert reader.get_tensor(
       "optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE") == 3
   assert reader.get_tensor("model/phase/.ATTRIBUTES/VARIABLE_VALUE") == 0
+
+
+def test_training_stops_at_the_scheduled_step_mid_epoch(tmp_path, patch_glob):
+  recorder = _Recorder()
+  training.train(_config(patch_glob, soft_steps=3, hard_steps=2),
+                 str(tmp_path), callbacks=[recorder])
+  assert sorted(recorder.snapshots) == [1, 2, 3, 4, 5]
+  assert tf.train.latest_checkpoint(
+      str(tmp_path / "checkpoints")).endswith("ckpt-5")

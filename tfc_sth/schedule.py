@@ -116,6 +116,11 @@ class PhaseSchedule(tf.keras.callbacks.Callback):
       self.model.set_soft_round_alpha(
           soft_round_alpha(step - start, phase.steps))
 
+  def on_train_batch_end(self, batch, logs=None):
+    # `fit` runs whole epochs; a schedule that ends mid-epoch ends there.
+    if int(self.model.optimizer.iterations) >= total_steps(self.phases):
+      self.model.stop_training = True
+
 
 class Checkpoints(tf.keras.callbacks.Callback):
   """Saves model (with its phase) and optimizer at the end of every epoch.
