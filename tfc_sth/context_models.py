@@ -53,15 +53,20 @@ class CausalContext(tf.keras.layers.Layer):
     outputs = tf.nn.conv2d(y_hat, self.kernel * self.mask, 1, "SAME")
     return tf.nn.bias_add(outputs, self.bias)
 
-  def at(self, neighbours):
+  def tap_kernel(self):
+    """The kernel's causal taps as a [taps * channels, filters] matrix."""
+    kernel = tf.gather_nd(self.kernel, self.taps + self.radius)
+    return tf.reshape(kernel, (-1, self.filters))
+
+  def at(self, neighbours, tap_kernel):
     """The output at positions whose causal taps are `neighbours`.
 
-    neighbours: [..., taps, channels], taps in `self.taps` order.
+    neighbours: [..., taps, channels], taps in `self.taps` order;
+    tap_kernel: `self.tap_kernel()`, computed once per image, not per call.
     """
-    kernel = tf.gather_nd(self.kernel, self.taps + self.radius)
     shape = tf.shape(neighbours)
     flat = tf.reshape(neighbours, tf.concat([shape[:-2], [-1]], 0))
-    return tf.matmul(flat, tf.reshape(kernel, (-1, self.filters))) + self.bias
+    return tf.matmul(flat, tap_kernel) + self.bias
 
   def get_config(self):
     return dict(super().get_config(), filters=self.filters,
@@ -93,6 +98,7 @@ def autoregress(context, features, step, state, channels):
   y_hat = tf.zeros([height + r, width + 2 * r, batch, channels],
                    features[0].dtype)
   taps = tf.constant(context.taps + r)
+  tap_kernel = context.tap_kernel()
 
   def body(t, y_hat, state):
     rows = tf.range(height)
@@ -100,7 +106,8 @@ def autoregress(context, features, step, state, channels):
     keep = (cols >= 0) & (cols < width)
     positions = tf.stack([rows[keep], cols[keep]], axis=-1)
     neighbours = tf.gather_nd(y_hat, positions[:, None, :] + taps)
-    context_output = context.at(tf.transpose(neighbours, (2, 0, 1, 3)))
+    context_output = context.at(tf.transpose(neighbours, (2, 0, 1, 3)),
+                                tap_kernel)
     at = [tf.transpose(tf.gather_nd(f, positions), (1, 0, 2))
           for f in spatial]
     state, values = step(state, positions, context_output, at)

@@ -62,6 +62,13 @@ class LatentCodec(tf.keras.layers.Layer):
     for layer in self.entropy_layers:
       layer.build_tables()
 
+  def _add_channel_delta(self, channels):
+    """Under SAUN per channel, the weight log Δ. Zero: the initial model is
+    the plain model, bit for bit."""
+    if self.delta == saun.CHANNEL:
+      self.log_delta = self.add_weight(
+          name="log_delta", shape=(channels,), initializer="zeros")
+
 
 class FactorizedLatent(LatentCodec):
   """y coded with a learned factorized prior (Ballé et al., ICLR 2017).
@@ -77,10 +84,7 @@ class FactorizedLatent(LatentCodec):
       raise ValueError("A factorized prior has no hyperprior to predict Δ "
                        "from; use delta=channel or none.")
     self.prior = entropy_models.FactorizedPrior(self.latent_channels)
-    if self.delta == saun.CHANNEL:
-      self.log_delta = self.add_weight(
-          name="log_delta", shape=(self.latent_channels,),
-          initializer="zeros")
+    self._add_channel_delta(self.latent_channels)
 
   def _delta(self):
     if self.delta == saun.CHANNEL:
@@ -143,11 +147,7 @@ class Hyperprior(LatentCodec):
         self.num_filters, outputs * self.latent_channels, kernel_parameter)
     self.hyper_prior = entropy_models.FactorizedPrior(self.hyper_channels)
     self.conditional = entropy_models.GaussianConditional()
-    if self.delta == saun.CHANNEL:
-      # log Δ = 0: the initial model is the plain model, bit for bit.
-      self.log_delta = self.add_weight(
-          name="log_delta", shape=(self.latent_channels,),
-          initializer="zeros")
+    self._add_channel_delta(self.latent_channels)
 
   @property
   def encoder_layers(self):
