@@ -131,3 +131,23 @@ def models_env(tiny_model_dir, monkeypatch):
   """TFC_STH_MODELS names the tiny model's folder; returns the model dir."""
   monkeypatch.setenv("TFC_STH_MODELS", str(tiny_model_dir.parent))
   return tiny_model_dir
+
+
+# ---------------------------------------------------------------------------
+# A tiny quality ladder (test_ladder).
+# ---------------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def tiny_ladder_dir(tmp_path_factory, train_glob):
+  """The export directory of a tiny 3-level ladder trained a few steps, with
+  a bfloat16 soft phase; in a folder of its own, like `tiny_model_dir`."""
+  from tfc_sth import training  # pylint: disable=g-import-not-at-top
+  config = training.TrainConfig(
+      num_filters=8, latent_channels=12, delta="channel", qualities=3,
+      lmbda_min=0.002, lmbda=0.05, mixed_precision=True, soft_steps=4,
+      hard_steps=2, steps_per_epoch=2, batch_size=2, patch_size=64,
+      train_glob=train_glob)
+  export_dir = tmp_path_factory.mktemp("ladder_models") / "ladder"
+  training.train(config, str(tmp_path_factory.mktemp("ladder_train_dir")),
+                 export_dir=str(export_dir), verbose=0)
+  return export_dir

@@ -15,13 +15,16 @@ from tfc_sth import architectures
 from tfc_sth import cli
 
 # Tiny channel counts; each case also exercises a SAUN mode and the
-# architecture's own options.
+# architecture's own options. Per-channel Δ cases are quality ladders with a
+# bfloat16 soft phase.
+LADDER = ["--delta=channel", "--qualities=3", "--lmbda_min=0.002",
+          "--mixed_precision"]
 CASES = {
-    "factorized_prior": ["--delta=channel"],
+    "factorized_prior": LADDER,
     "scale_hyperprior": ["--delta=hyper"],
-    "mean_scale_hyperprior": ["--delta=channel"],
-    "joint_autoregressive": ["--delta=hyper"],
-    "channelwise_autoregressive": ["--delta=channel", "--num_slices=3"],
+    "mean_scale_hyperprior": LADDER,
+    "joint_autoregressive": LADDER,
+    "channelwise_autoregressive": [*LADDER, "--num_slices=3"],
     "cheng2020": ["--delta=hyper"],  # Attention: test_transforms.py.
 }
 
@@ -74,11 +77,16 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_compression  # Registers the range coding ops.
 loaded = tf.saved_model.load(sys.argv[1])
-outputs = loaded.signatures["compress"](image=tf.constant(np.load(sys.argv[2])))
-decoded = loaded.signatures["decompress"](**outputs)["image"].numpy()
+image = tf.constant(np.load(sys.argv[2]))
+results = {}
+for quality in sys.argv[4:]:
+  outputs = loaded.signatures["compress"](image=image,
+                                          quality=tf.constant(float(quality)))
+  results[f"{quality}/decoded"] = loaded.signatures["decompress"](
+      **outputs)["image"].numpy()
+  results.update({f"{quality}/{k}": v.numpy() for k, v in outputs.items()})
 assert not any(m.startswith("tfc_sth") for m in sys.modules), "imported tfc_sth"
-np.savez(sys.argv[3], decoded=decoded,
-         **{k: v.numpy() for k, v in outputs.items()})
+np.savez(sys.argv[3], **results)
 """
 
 
@@ -97,36 +105,50 @@ def test_round_trip_is_exact_without_tfc_sth_on_one_and_two_cores(
   name, _, export_dir = trained
   image = smooth_image(70, 90, seed=6)
   np.save(tmp_path / "image.npy", image)
-  # Compressed and decompressed in a process that has one core (if this
-  # machine has two) and no tfc_sth; decompressed again here, on all cores.
-  subprocess.run(
-      [*_one_core(), sys.executable, "-c", _FRESH_PROCESS, str(export_dir),
-       str(tmp_path / "image.npy"), str(tmp_path / "out.npz")],
-      check=True, cwd=str(tmp_path), env=dict(os.environ, PYTHONPATH=""),
-      timeout=600)
-  fresh = dict(np.load(tmp_path / "out.npz", allow_pickle=True))
   loaded = tf.saved_model.load(str(export_dir))
   info = loaded.signatures["model_info"]()
   assert info["architecture"].numpy().decode() == name
   assert json.loads(info["config"].numpy())["latent_channels"] == 12
-  strings = {k: tf.constant(v) for k, v in fresh.items() if k != "decoded"}
-  decoded = loaded.signatures["decompress"](**strings)["image"].numpy()
-  reference = loaded.signatures["reconstruct"](image=image)
-  np.testing.assert_array_equal(fresh["decoded"], decoded)
-  np.testing.assert_array_equal(decoded, reference["image"])
+  qualities = int(info["qualities"])
+  assert qualities == (3 if "--qualities=3" in CASES[name] else 1)
+  # Every level, and a fractional one between two levels of a ladder.
+  levels = [str(q) for q in range(1, qualities + 1)] + (
+      ["1.5"] if qualities > 1 else [])
+  # Compressed and decompressed in a process that has one core (if this
+  # machine has two) and no tfc_sth; decompressed again here, on all cores.
+  subprocess.run(
+      [*_one_core(), sys.executable, "-c", _FRESH_PROCESS, str(export_dir),
+       str(tmp_path / "image.npy"), str(tmp_path / "out.npz"), *levels],
+      check=True, cwd=str(tmp_path), env=dict(os.environ, PYTHONPATH=""),
+      timeout=600)
+  fresh = dict(np.load(tmp_path / "out.npz", allow_pickle=True))
+  sizes = []
+  for level in levels:
+    outputs = {k.split("/")[1]: tf.constant(v) for k, v in fresh.items()
+               if k.startswith(level + "/") and not k.endswith("decoded")}
+    decoded = loaded.signatures["decompress"](**outputs)["image"].numpy()
+    reference = loaded.signatures["reconstruct"](
+        image=image, quality=tf.constant(float(level)))
+    np.testing.assert_array_equal(fresh[f"{level}/decoded"], decoded)
+    np.testing.assert_array_equal(decoded, reference["image"])
+    coded_bits = 8 * sum(len(v.numpy()[0]) for k, v in outputs.items()
+                         if k.endswith("_string"))
+    # Few steps of training: allow range coder overhead; escaped outliers
+    # cost less than the model's estimate, never more.
+    assert coded_bits <= 1.05 * float(reference["bits"]) + 64, level
+    sizes.append(coded_bits)
+  # Higher levels spend more bits (the initial Δ_q alone orders them).
+  assert sizes[:qualities] == sorted(sizes[:qualities]), sizes
   # And through the .tsth container, from the command line.
   (tmp_path / "image.png").write_bytes(png_bytes(image))
-  for command, source, target in [("compress", "image.png", "image.tsth"),
-                                  ("decompress", "image.tsth", "back.png")]:
+  for command, source, target, extra in [
+      ("compress", "image.png", "image.tsth", ["--quality=1"]),
+      ("decompress", "image.tsth", "back.png", [])]:
     assert cli.main(["tfc-sth", command, str(tmp_path / source), "-o",
-                     str(tmp_path / target), f"--model={export_dir}"]) == 0
+                     str(tmp_path / target), f"--model={export_dir}",
+                     *extra]) == 0
   np.testing.assert_array_equal(read_png_array(tmp_path / "back.png"),
-                                decoded)
-  coded_bits = 8 * sum(len(v[0]) for k, v in fresh.items()
-                       if k.endswith("_string"))
-  # Few steps of training: allow range coder overhead; escaped outliers cost
-  # less than the model's estimate, never more.
-  assert coded_bits <= 1.05 * float(reference["bits"]) + 64
+                                fresh["1/decoded"])
 
 
 @pytest.mark.parametrize("flags, message", [

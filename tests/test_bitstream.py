@@ -11,14 +11,16 @@ import tensorflow_compression as tfc
 from tfc_sth import bitstream
 
 MODEL_ID = "mean_scale_hyperprior-0123456789ab"
-HEADER = bitstream.Header(MODEL_ID, height=70, width=130, channels=3)
+CHECKSUM = bytes(range(1, 9))
+HEADER = bitstream.Header(MODEL_ID, height=70, width=130, channels=3,
+                          quality=4.25, checksum=CHECKSUM)
 STRINGS = {
     "z_string": tf.constant([b"\x00\x01zz\xff"]),
     "y_string": tf.constant([bytes(range(256)) * 3]),
 }
 NAMES = ("y_string", "z_string")
 # Offsets of the layout documented in bitstream.py.
-HEADER_END = 19 + len(MODEL_ID)  # Where the payload starts.
+HEADER_END = 29 + len(MODEL_ID)  # Where the payload starts.
 
 
 def _packed():
@@ -28,15 +30,17 @@ def _packed():
 def _with_payload(payload, header=HEADER):
   """A file with a correct checksum around arbitrary payload bytes.
 
-  `header` is a `Header` or a (model id, height, width, channels) tuple,
-  which may hold values a `Header` refuses.
+  `header` is a `Header` or a (model id, height, width, channels, quality
+  in hundredths) tuple, which may hold values a `Header` refuses.
   """
   if isinstance(header, bitstream.Header):
-    header = (header.model_id, header.height, header.width, header.channels)
-  model_id, height, width, channels = header
+    header = (header.model_id, header.height, header.width, header.channels,
+              header.quality_code)
+  model_id, height, width, channels, quality = header
   model_id = model_id.encode("ascii")
   head = (bitstream.MAGIC + bytes([bitstream.VERSION, len(model_id)]) +
-          model_id + struct.pack(">IIB", height, width, channels))
+          model_id + struct.pack(">IIBH", height, width, channels, quality) +
+          CHECKSUM)
   return head + struct.pack(">I", zlib.crc32(head + payload)) + payload
 
 
@@ -54,7 +58,7 @@ def _example(**features):
 def test_round_trip(channels):
   header = bitstream.Header(MODEL_ID, 1, bitstream.MAX_SIDE, channels)
   data = bitstream.pack(header, STRINGS)
-  assert data.startswith(b"TSTH\x01")
+  assert data.startswith(b"TSTH\x02")
   read, payload = bitstream.read_header(data)
   assert read == header
   assert data.endswith(payload) and len(payload) > 0
@@ -76,10 +80,12 @@ def test_round_trip_names_order_does_not_matter():
 def test_layout_matches_documentation():
   data = _packed()
   assert data[:4] == b"TSTH"
-  assert data[4] == 1
+  assert data[4] == 2
   assert data[5] == len(MODEL_ID)
   assert data[6:6 + len(MODEL_ID)] == MODEL_ID.encode("ascii")
-  assert struct.unpack_from(">IIB", data, 6 + len(MODEL_ID)) == (70, 130, 3)
+  assert struct.unpack_from(">IIBH", data, 6 + len(MODEL_ID)) == (
+      70, 130, 3, 425)
+  assert data[17 + len(MODEL_ID):25 + len(MODEL_ID)] == CHECKSUM
   crc, = struct.unpack_from(">I", data, HEADER_END - 4)
   assert crc == zlib.crc32(data[:HEADER_END - 4] + data[HEADER_END:])
   packed = tfc.PackedTensors(data[HEADER_END:])
@@ -97,7 +103,39 @@ def test_empty_strings_round_trip():
   assert out["b"].numpy().tolist() == [b"x"]
 
 
+def test_reads_version_1_as_quality_1():
+  # Version 1 (single-rate models) had no quality field.
+  model_id = MODEL_ID.encode("ascii")
+  head = (b"TSTH\x01" + bytes([len(model_id)]) + model_id +
+          struct.pack(">IIB", 70, 130, 3))
+  payload = _packed()[HEADER_END:]
+  data = head + struct.pack(">I", zlib.crc32(head + payload)) + payload
+  header, read_payload = bitstream.read_header(data)
+  assert header == bitstream.Header(MODEL_ID, 70, 130, 3, quality=1.)
+  assert header.checksum == bytes(8)
+  assert read_payload == payload
+
+
+@pytest.mark.parametrize("quality, recorded", [
+    (1, 1.), (2.5, 2.5), (3.14159, 3.14), (7.999, 8.), (655.35, 655.35)])
+def test_quality_is_recorded_in_hundredths(quality, recorded):
+  assert bitstream.quantize_quality(quality) == recorded
+  header = bitstream.Header(MODEL_ID, 4, 4, 3, recorded)
+  read, _ = bitstream.read_header(bitstream.pack(header, STRINGS))
+  assert read.quality == recorded
+
+
 # pack refuses headers it cannot write.
+
+@pytest.mark.parametrize("quality", [0., 0.004, 655.36, 1e9])
+def test_header_rejects_qualities_it_cannot_record(quality):
+  with pytest.raises(ValueError, match="quality"):
+    bitstream.Header(MODEL_ID, 4, 4, 3, quality)
+
+
+def test_header_rejects_checksums_of_another_size():
+  with pytest.raises(ValueError, match="checksum"):
+    bitstream.Header(MODEL_ID, 4, 4, 3, 1., b"1234")
 
 def test_pack_rejects_bad_channels():
   with pytest.raises(ValueError, match="channel"):
@@ -135,7 +173,7 @@ def test_wrong_magic(data):
     bitstream.read_header(data)
 
 
-@pytest.mark.parametrize("version", [0, 2, 255])
+@pytest.mark.parametrize("version", [0, 3, 255])
 def test_unsupported_version(version):
   data = bytearray(_packed())
   data[4] = version
@@ -196,14 +234,20 @@ def test_non_ascii_model_id_with_valid_checksum():
 @pytest.mark.parametrize("height,width", [
     (0, 5), (5, 0), (bitstream.MAX_SIDE + 1, 5), (2 ** 32 - 1, 5)])
 def test_bad_image_size_with_valid_checksum(height, width):
-  data = _with_payload(b"", (MODEL_ID, height, width, 3))
+  data = _with_payload(b"", (MODEL_ID, height, width, 3, 100))
   with pytest.raises(bitstream.BitstreamError, match="image shape"):
     bitstream.read_header(data)
 
 
 def test_bad_channels_with_valid_checksum():
-  data = _with_payload(b"", (MODEL_ID, 5, 5, 4))
+  data = _with_payload(b"", (MODEL_ID, 5, 5, 4, 100))
   with pytest.raises(bitstream.BitstreamError, match="image shape"):
+    bitstream.read_header(data)
+
+
+def test_zero_quality_with_valid_checksum():
+  data = _with_payload(b"", (MODEL_ID, 5, 5, 3, 0))
+  with pytest.raises(bitstream.BitstreamError, match="quality"):
     bitstream.read_header(data)
 
 

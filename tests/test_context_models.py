@@ -67,7 +67,7 @@ def test_serial_latent_is_the_mean_centred_rounding_of_its_own_prediction(
     weight.assign(weight * 3)  # A context that matters.
   y_hat, _ = codec(y, training=False)
   z_hat, _ = codec.hyper_prior(codec.hyper_analysis(y), training=False)
-  features, delta_value = codec._hyper_parameters(z_hat)
+  features, delta_value = codec._hyper_parameters(z_hat, None)
   loc, _ = codec._gaussian(features, codec.context(y_hat))
   step = 1. if delta_value is None else delta_value
   q = tf.round((y - loc) / step)

@@ -14,13 +14,16 @@ from tfc_sth import architectures
 from tfc_sth import export
 
 
+QUALITY = {"quality": tf.constant(1.)}
+
+
 @pytest.fixture(scope="module", params=["none", "channel", "hyper"])
 def exported(request, tmp_path_factory):
   """A SavedModel of an untrained tiny model for each Δ mode, loaded."""
   tf.keras.utils.set_random_seed(0)
   model = architectures.CompressionModel(
       num_filters=8, latent_channels=12, delta=request.param)
-  model(tf.zeros((1, 64, 64, 3)))
+  model.create_variables()
   directory = str(tmp_path_factory.mktemp("export") / request.param)
   export.export(model, directory)
   return directory, tf.saved_model.load(directory)
@@ -31,9 +34,9 @@ def test_decompress_of_compress_is_the_models_reconstruction(
     exported, smooth_image, shape):
   _, loaded = exported
   image = tf.constant(smooth_image(*shape, seed=sum(shape)))
-  outputs = loaded.signatures["compress"](image=image)
+  outputs = loaded.signatures["compress"](image=image, **QUALITY)
   decoded = loaded.signatures["decompress"](**outputs)["image"]
-  reference = loaded.signatures["reconstruct"](image=image)
+  reference = loaded.signatures["reconstruct"](image=image, **QUALITY)
   assert decoded.shape == image.shape and decoded.dtype == tf.uint8
   np.testing.assert_array_equal(decoded, reference["image"])
   coded_bits = 8 * sum(len(outputs[n].numpy()[0])
@@ -46,16 +49,17 @@ def test_decompress_inputs_are_named_like_compress_outputs(exported):
   _, loaded = exported
   outputs = loaded.signatures["compress"].structured_outputs
   _, inputs = loaded.signatures["decompress"].structured_input_signature
-  assert set(inputs) == set(outputs) == {"image_shape", "y_string",
-                                         "z_string"}
+  assert set(inputs) == set(outputs) == {"image_shape", "quality", "checksum",
+                                         "y_string", "z_string"}
 
 
 def test_model_info_matches_model_json(exported):
   directory, loaded = exported
-  info = {k: v.numpy().decode() for k, v in
-          loaded.signatures["model_info"]().items()}
+  info = {k: v.numpy() for k, v in loaded.signatures["model_info"]().items()}
+  info.update({k: info[k].decode() for k in ("model_id", "config")})
   with open(os.path.join(directory, export.INFO_FILE)) as f:
     saved = json.load(f)
+  assert info["qualities"] == info["default_quality"] == 1
   assert info["model_id"] == saved["model_id"]
   assert info["model_id"].startswith("mean_scale_hyperprior-")
   assert json.loads(info["config"]) == saved["config"]
@@ -64,7 +68,7 @@ def test_model_info_matches_model_json(exported):
 def test_model_id_depends_on_weights():
   tf.keras.utils.set_random_seed(0)
   model = architectures.CompressionModel(num_filters=8, latent_channels=12)
-  model(tf.zeros((1, 64, 64, 3)))
+  model.create_variables()
   before = export.model_id(model)
   model.synthesis.weights[0].assign_add(tf.ones_like(model.synthesis.weights[0]))
   assert export.model_id(model) != before
@@ -77,7 +81,7 @@ import tensorflow as tf
 import tensorflow_compression  # Registers the range coding ops.
 loaded = tf.saved_model.load(sys.argv[1])
 image = tf.constant(np.load(sys.argv[2]))
-outputs = loaded.signatures["compress"](image=image)
+outputs = loaded.signatures["compress"](image=image, quality=tf.constant(1.))
 decoded = loaded.signatures["decompress"](**outputs)["image"].numpy()
 assert not any(m.startswith("tfc_sth") for m in sys.modules), "imported tfc_sth"
 np.save(sys.argv[3], decoded)
@@ -95,7 +99,7 @@ def test_saved_model_round_trips_without_tfc_sth(tiny_model_dir, smooth_image,
       [sys.executable, "-c", _FRESH_PROCESS, directory,
        str(tmp_path / "image.npy"), str(tmp_path / "decoded.npy")],
       check=True, cwd=str(tmp_path), env=env, timeout=300)
-  expected = loaded.signatures["reconstruct"](image=image)["image"]
+  expected = loaded.signatures["reconstruct"](image=image, **QUALITY)["image"]
   np.testing.assert_array_equal(np.load(tmp_path / "decoded.npy"), expected)
 
 

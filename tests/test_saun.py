@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import tensorflow as tf
+import tensorflow_compression as tfc
 
 from tfc_sth import architectures
 from tfc_sth import entropy_models
@@ -66,7 +67,7 @@ def test_rate_bound_is_unit_bin_likelihood_of_normalised_latent():
   tf.random.set_seed(11)
   y_tilde, bits = layer(y, loc, log_scale, delta, training=True)
   v_tilde = (y_tilde - loc) / delta
-  scale = layer.entropy_model.prior_fn(
+  scale = tfc.NoisyNormal(
       loc=0., scale=tf.exp(tf.clip_by_value(
           log_scale - tf.math.log(delta), layer._log_min,
           np.log(layer.scale_max))))
@@ -79,8 +80,9 @@ def test_coding_uses_q_round_normalised_and_decodes_delta_q_plus_mu():
   delta = tf.constant([0.25, 0.5, 1., 2.])
   layer = entropy_models.GaussianConditional()
   layer.build_tables()
-  strings = layer.compress(y, loc, log_scale, delta)
-  y_hat = layer.decompress(strings, loc, log_scale, delta)
+  strings, symbols = layer.compress(y, loc, log_scale, delta)
+  y_hat, decoded_symbols = layer.decompress(strings, loc, log_scale, delta)
+  np.testing.assert_array_equal(decoded_symbols, symbols)
   q = tf.round((y - loc) / delta)
   np.testing.assert_allclose(y_hat, delta * q + loc, rtol=0, atol=1e-5)
   inference, _ = layer(y, loc, log_scale, delta, training=False)

@@ -37,9 +37,19 @@ def test_phase_at_step():
 
 
 def test_learning_rate_drops_tenfold_for_the_last_fifth():
-  lr = schedule.learning_rate_schedule(1e-3, 100)
+  lr = schedule.LearningRate(1e-3, 100)
+  assert float(lr(0)) == pytest.approx(1e-3)
   assert float(lr(79)) == pytest.approx(1e-3)
   assert float(lr(81)) == pytest.approx(1e-4)
+
+
+def test_learning_rate_warms_up_linearly():
+  lr = schedule.LearningRate(1e-3, 1000, warmup=10)
+  assert float(lr(0)) == pytest.approx(1e-4)
+  assert float(lr(4)) == pytest.approx(5e-4)
+  assert float(lr(9)) == pytest.approx(1e-3)
+  assert float(lr(500)) == pytest.approx(1e-3)
+  assert float(lr(900)) == pytest.approx(1e-4)
 
 
 class _Recorder(tf.keras.callbacks.Callback):

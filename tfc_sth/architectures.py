@@ -10,6 +10,7 @@ with tfc's examples). An architecture is a function returning
 """
 
 import inspect
+import math
 
 import tensorflow as tf
 
@@ -35,59 +36,63 @@ def _gdn_transforms(num_filters, latent_channels, kernel_parameter):
 
 
 def _gdn_hyperprior(codec, num_filters, latent_channels, delta,
-                    kernel_parameter, **options):
+                    kernel_parameter, qualities, **options):
   """GDN transforms around one of the hyperprior latent codecs."""
   return (*_gdn_transforms(num_filters, latent_channels, kernel_parameter),
           codec(latent_channels, num_filters, delta=delta,
-                kernel_parameter=kernel_parameter, **options))
+                kernel_parameter=kernel_parameter, qualities=qualities,
+                **options))
 
 
 @register("factorized_prior")
 def factorized_prior(num_filters=128, latent_channels=192, delta=saun.NONE,
-                     kernel_parameter="rdft"):
+                     kernel_parameter="rdft", qualities=1):
   """Ballé, Laparra, Simoncelli (ICLR 2017): GDN transforms, factorized prior."""
   return (*_gdn_transforms(num_filters, latent_channels, kernel_parameter),
-          latent_codecs.FactorizedLatent(latent_channels, delta=delta))
+          latent_codecs.FactorizedLatent(latent_channels, delta=delta,
+                                         qualities=qualities))
 
 
 @register("scale_hyperprior")
 def scale_hyperprior(num_filters=128, latent_channels=192, delta=saun.NONE,
-                     kernel_parameter="rdft"):
+                     kernel_parameter="rdft", qualities=1):
   """Ballé et al. (ICLR 2018): GDN transforms, N(0, σ²) with σ from h_s."""
   return _gdn_hyperprior(latent_codecs.ScaleHyperprior, num_filters,
-                         latent_channels, delta, kernel_parameter)
+                         latent_channels, delta, kernel_parameter, qualities)
 
 
 @register("mean_scale_hyperprior")
 def mean_scale_hyperprior(num_filters=128, latent_channels=192,
-                          delta=saun.NONE, kernel_parameter="rdft"):
+                          delta=saun.NONE, kernel_parameter="rdft",
+                          qualities=1):
   """Minnen et al. 2018 without context: GDN transforms, Gaussian (μ, σ) prior."""
   return _gdn_hyperprior(latent_codecs.MeanScaleHyperprior, num_filters,
-                         latent_channels, delta, kernel_parameter)
+                         latent_channels, delta, kernel_parameter, qualities)
 
 
 @register("joint_autoregressive")
 def joint_autoregressive(num_filters=128, latent_channels=192,
-                         delta=saun.NONE, kernel_parameter="rdft"):
+                         delta=saun.NONE, kernel_parameter="rdft",
+                         qualities=1):
   """Minnen, Ballé, Toderici (NeurIPS 2018): hyperprior plus causal context."""
   return _gdn_hyperprior(latent_codecs.JointAutoregressive, num_filters,
-                         latent_channels, delta, kernel_parameter)
+                         latent_channels, delta, kernel_parameter, qualities)
 
 
 @register("channelwise_autoregressive")
 def channelwise_autoregressive(num_filters=128, latent_channels=192,
                                delta=saun.NONE, kernel_parameter="rdft",
-                               num_slices=6):
+                               qualities=1, num_slices=6):
   """Minnen & Singh (ICIP 2020): channel slices with latent residual
   prediction."""
   return _gdn_hyperprior(latent_codecs.ChannelwiseAutoregressive,
                          num_filters, latent_channels, delta,
-                         kernel_parameter, num_slices=num_slices)
+                         kernel_parameter, qualities, num_slices=num_slices)
 
 
 @register("cheng2020")
 def cheng2020(num_filters=128, latent_channels=192, delta=saun.NONE,
-              kernel_parameter="rdft", attention=False):
+              kernel_parameter="rdft", qualities=1, attention=False):
   """Cheng et al. (CVPR 2020), the "anchor": residual blocks, sub-pixel
   upsampling, joint context model; `attention` adds the simplified attention
   modules. The likelihood is a single Gaussian (see the README)."""
@@ -98,7 +103,8 @@ def cheng2020(num_filters=128, latent_channels=192, delta=saun.NONE,
           num_filters, kernel_parameter, attention=attention),
       latent_codecs.JointAutoregressive(
           latent_channels, num_filters, delta=delta,
-          kernel_parameter=kernel_parameter, hyper_transforms="residual"),
+          kernel_parameter=kernel_parameter, hyper_transforms="residual",
+          qualities=qualities),
   )
 
 
@@ -116,16 +122,22 @@ class CompressionModel(tf.keras.Model):
   """An image codec: analysis/synthesis transforms around a latent codec.
 
   Images enter as floats in [0, 1]. `call` returns (x̂, bits per image).
-  The quantization mode of the latent codec and whether the encoder is frozen
-  are set by the training schedule (`schedule.py`); `phase` records which
-  phase of that schedule the model is in, so that checkpoints carry it.
+  The quantization mode of the latent codec, whether the encoder is frozen
+  and the precision of the transforms are set by the training schedule
+  (`schedule.py`); `phase` records which phase of that schedule the model is
+  in, so that checkpoints carry it.
+
+  `lmbdas` holds one λ per quality level. With more than one, the model is a
+  rate ladder: the latent codec learns a per-channel step Δ_q per level
+  (SAUN), training draws a level for every example and weighs its
+  distortion by that level's λ, and coding takes the level as an input.
   """
 
   # Downsampling of every analysis transform here (four stride-2 stages).
   analysis_downsampling = 16
 
   def __init__(self, architecture="mean_scale_hyperprior", lmbda=0.01,
-               **architecture_kwargs):
+               lmbdas=None, **architecture_kwargs):
     super().__init__()
     if architecture not in ARCHITECTURES:
       raise ValueError(
@@ -133,14 +145,40 @@ class CompressionModel(tf.keras.Model):
           f"known: {', '.join(sorted(ARCHITECTURES))}.")
     self.architecture = architecture
     self.architecture_kwargs = dict(architecture_kwargs)
-    self.lmbda = float(lmbda)
+    self.lmbdas = tuple(float(l) for l in (lmbdas or [lmbda]))
+    if list(self.lmbdas) != sorted(set(self.lmbdas)):
+      raise ValueError(f"lmbdas {list(self.lmbdas)} must increase: a higher "
+                       "quality level has a larger λ.")
     self.analysis, self.synthesis, self.latent_codec = (
-        ARCHITECTURES[architecture](**architecture_kwargs))
+        ARCHITECTURES[architecture](qualities=self.qualities,
+                                    **architecture_kwargs))
+    if self.qualities > 1:
+      # Δ_q ∝ λ_q^(-1/2), the high-rate optimum for an MSE distortion; the
+      # middle level starts at Δ = 1. Training refines every level.
+      middle = (math.log(self.lmbdas[0]) + math.log(self.lmbdas[-1])) / 2
+      log_delta = [(middle - math.log(l)) / 2 for l in self.lmbdas]
+      self.latent_codec.log_delta.assign(tf.tile(
+          tf.constant(log_delta)[:, None],
+          [1, self.latent_codec.latent_channels]))
     self.downsampling = (
         self.analysis_downsampling * self.latent_codec.downsampling)
     self.phase = tf.Variable(0, trainable=False, dtype=tf.int64, name="phase")
+    self.precision = "float32"
     self.metric_trackers = [
         _mean(n) for n in ("loss", "bpp", "mse", "psnr")]
+
+  @property
+  def qualities(self):
+    return len(self.lmbdas)
+
+  @property
+  def lmbda(self):
+    """λ of the top quality level (the only one of a single-rate model)."""
+    return self.lmbdas[-1]
+
+  def levels(self):
+    """The quality levels to evaluate: [None] for a single-rate model."""
+    return [None] if self.qualities == 1 else list(range(self.qualities))
 
   @property
   def quantization(self):
@@ -163,21 +201,46 @@ class CompressionModel(tf.keras.Model):
     for layer in self.encoder_layers:
       layer.trainable = not frozen
 
-  def call(self, x, training=False):
-    y = self.analysis(x)
-    y_hat, bits = self.latent_codec(y, training=training)
-    x_hat = self.synthesis(y_hat)
+  def set_precision(self, policy):
+    """Runs g_a, g_s, h_a and h_s under a Keras dtype policy ("float32" or
+    "mixed_bfloat16"); the entropy model always computes in float32."""
+    for transform in [self.analysis, self.synthesis,
+                      *self.latent_codec.transforms]:
+      transforms.set_precision(transform, policy)
+    self.precision = policy
+
+  def call(self, x, training=False, level=None):
+    if level is None and self.qualities > 1:
+      level = self.qualities // 2  # The middle, as e.g. Keras traces call.
+    y = tf.cast(self.analysis(x), tf.float32)
+    y_hat, bits = self.latent_codec(y, training=training, level=level)
+    x_hat = tf.cast(self.synthesis(y_hat), tf.float32)
     return x_hat, bits
 
-  def rate_distortion(self, x, training):
-    """Returns (loss, bpp, mse on the 8-bit scale) for a batch in [0, 1]."""
-    x_hat, bits = self(x, training=training)
+  def create_variables(self):
+    """Builds every layer with one call on a small blank image."""
+    size = self.downsampling
+    self(tf.zeros((1, size, size, 3)), level=self.levels()[0])
+
+  def sample_levels(self, batch_size):
+    """A quality level per example, uniformly (None for one level)."""
+    if self.qualities == 1:
+      return None
+    return tf.random.uniform([batch_size], 0, self.qualities, tf.int32)
+
+  def rate_distortion(self, x, training, level=None):
+    """Returns (loss, bpp, mse on the 8-bit scale) for a batch in [0, 1],
+    each the mean over the batch, the loss with each example's λ."""
+    x_hat, bits = self(x, training=training, level=level)
     if not training:
       x_hat = tf.clip_by_value(x_hat, 0., 1.)
-    num_pixels = tf.cast(tf.reduce_prod(tf.shape(x)[:-1]), bits.dtype)
-    bpp = tf.reduce_sum(bits) / num_pixels
-    mse = tf.reduce_mean(tf.math.squared_difference(x, x_hat)) * 255. ** 2
-    return bpp + self.lmbda * mse, bpp, mse
+    pixels = tf.cast(tf.reduce_prod(tf.shape(x)[1:-1]), bits.dtype)
+    bpp = bits / pixels
+    mse = tf.reduce_mean(tf.math.squared_difference(x, x_hat),
+                         axis=(1, 2, 3)) * 255. ** 2
+    lmbda = self.lmbda if level is None else tf.gather(self.lmbdas, level)
+    return (tf.reduce_mean(bpp + lmbda * mse), tf.reduce_mean(bpp),
+            tf.reduce_mean(mse))
 
   def _update_metrics(self, loss, bpp, mse):
     psnr = 10. * tf.math.log(255. ** 2 / mse) / tf.math.log(10.)
@@ -192,17 +255,22 @@ class CompressionModel(tf.keras.Model):
   def train_step(self, x):
     # Read at trace time: the schedule re-traces when it freezes the encoder.
     variables = self.trainable_variables
+    levels = self.sample_levels(tf.shape(x)[0])
     with tf.GradientTape() as tape:
-      loss, bpp, mse = self.rate_distortion(x, training=True)
+      loss, bpp, mse = self.rate_distortion(x, training=True, level=levels)
     gradients = tape.gradient(loss, variables)
     self.optimizer.apply_gradients(zip(gradients, variables))
     return self._update_metrics(loss, bpp, mse)
 
   def test_step(self, x):
-    return self._update_metrics(*self.rate_distortion(x, training=False))
+    """Means over the quality levels of a ladder."""
+    results = [self.rate_distortion(x, training=False, level=level)
+               for level in self.levels()]
+    return self._update_metrics(
+        *(tf.reduce_mean(values) for values in zip(*results)))
 
   def get_config(self):
-    return dict(architecture=self.architecture, lmbda=self.lmbda,
+    return dict(architecture=self.architecture, lmbdas=list(self.lmbdas),
                 **self.architecture_kwargs)
 
   @classmethod

@@ -42,24 +42,26 @@ def _reset_peak_memory():
     pass
 
 
-def coding(codec, image, runs=7, warm_up=2):
-  """Encode and decode times of a loaded `codec.Codec` on one uint8 image."""
+def coding(codec, image, runs=7, warm_up=2, quality=None):
+  """Encode and decode times of a loaded `codec.Codec` on one uint8 image,
+  at a quality level (default: the model's)."""
   for _ in range(warm_up):
-    data = codec.compress(image)
+    data = codec.compress(image, quality=quality)
     codec.decompress(data)
   resident = _memory_mb("VmRSS")
   _reset_peak_memory()
   encode, decode = [], []
   for _ in range(runs):
     start = time.perf_counter()
-    data = codec.compress(image)
+    data = codec.compress(image, quality=quality)
     encode.append(time.perf_counter() - start)
     start = time.perf_counter()
     codec.decompress(data)
     decode.append(time.perf_counter() - start)
   height, width = image.shape[:2]
   megapixels = height * width / 1e6
-  return {"width": width, "height": height, "num_bytes": len(data),
+  return {"width": width, "height": height,
+          "quality": codec.check_quality(quality), "num_bytes": len(data),
           "bpp": 8 * len(data) / (height * width),
           "encode": _spread(encode, megapixels),
           "decode": _spread(decode, megapixels),
@@ -97,7 +99,8 @@ def training(config, steps=10, warm_up=3):
   times = _StepTimes()
   model.fit(patches, epochs=1, steps_per_epoch=2 * per_phase, verbose=0,
             callbacks=[schedule.PhaseSchedule(
-                schedule.phases_for("sth", per_phase, per_phase)), times])
+                schedule.phases_for("sth", per_phase, per_phase,
+                                    config.mixed_precision)), times])
   megapixels = config.batch_size * config.patch_size ** 2 / 1e6
   return {"soft": _spread(times.seconds[warm_up:per_phase], megapixels),
           "hard": _spread(times.seconds[per_phase + warm_up:], megapixels)}

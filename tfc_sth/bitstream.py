@@ -4,18 +4,25 @@ Layout (integers big-endian):
 
     offset  size  field
     0       4     magic b"TSTH"
-    4       1     format version (1)
+    4       1     format version (2)
     5       1     L, length of the model id
     6       L     model id, ASCII (e.g. "mean_scale_hyperprior-3f2a9c01d4e7")
     6+L     4     image height (at most 32768)
     10+L    4     image width (at most 32768; at most 2**28 pixels in all)
     14+L    1     channels to decode to (1: grayscale, 3: RGB)
-    15+L    4     CRC-32 of all bytes before it and of the payload
-    19+L    ...   payload: `tfc.PackedTensors` holding the model's strings,
+    15+L    2     quality level × 100 (so 1.00 to 655.35 in steps of 0.01)
+    17+L    8     checksum of the coded symbols (see export.py)
+    25+L    4     CRC-32 of all bytes before it and of the payload
+    29+L    ...   payload: `tfc.PackedTensors` holding the model's strings,
                   in the sorted order of their names
 
 The model id names the exact weights that wrote the file, so decompression
-finds the model without being told and refuses a file from another model.
+finds the model without being told and refuses a file from another model;
+the quality level is the other input the decoder needs. The CRC catches
+accidental damage; the symbol checksum, verified by the model's decoder,
+catches what decodes to other symbols than were encoded, whatever the
+cause. Version 1 files (single-rate models, without quality and symbol
+checksum) are still read, as quality 1 and no checksum.
 """
 
 import dataclasses
@@ -26,9 +33,12 @@ import tensorflow as tf
 import tensorflow_compression as tfc
 
 MAGIC = b"TSTH"
-VERSION = 1
+VERSION = 2
 SUFFIX = ".tsth"
 _SHAPE = struct.Struct(">IIB")  # height, width, channels
+_QUALITY = struct.Struct(">H")  # quality level in hundredths
+CHECKSUM_SIZE = 8
+QUALITY_SCALE = 100
 _CRC = struct.Struct(">I")
 # Larger shapes are refused: a decoder must not allocate unbounded memory.
 MAX_SIDE = 1 << 15
@@ -45,6 +55,8 @@ class Header:
   height: int
   width: int
   channels: int
+  quality: float = 1.
+  checksum: bytes = bytes(CHECKSUM_SIZE)  # Of the symbols; v1: none.
 
   def __post_init__(self):
     if not (0 < self.height <= MAX_SIDE and 0 < self.width <= MAX_SIDE
@@ -54,6 +66,19 @@ class Header:
                        "pixels)")
     if self.channels not in (1, 3):
       raise ValueError(f"unsupported channel count {self.channels}")
+    if not 1 <= self.quality_code <= 0xFFFF:
+      raise ValueError(f"quality {self.quality} out of range")
+    if len(self.checksum) != CHECKSUM_SIZE:
+      raise ValueError(f"symbol checksum of {len(self.checksum)} bytes")
+
+  @property
+  def quality_code(self):
+    return round(self.quality * QUALITY_SCALE)
+
+
+def quantize_quality(quality):
+  """The quality a header can record (steps of 0.01), as coded with."""
+  return round(float(quality) * QUALITY_SCALE) / QUALITY_SCALE
 
 
 def pack(header, strings):
@@ -66,7 +91,8 @@ def pack(header, strings):
     raise ValueError("Model id longer than 255 bytes.")
   head = b"".join([
       MAGIC, bytes([VERSION, len(model_id)]), model_id,
-      _SHAPE.pack(header.height, header.width, header.channels)])
+      _SHAPE.pack(header.height, header.width, header.channels),
+      _QUALITY.pack(header.quality_code), header.checksum])
   return head + _CRC.pack(zlib.crc32(head + payload)) + payload
 
 
@@ -75,11 +101,12 @@ def read_header(data):
   if len(data) < len(MAGIC) + 2 or data[:len(MAGIC)] != MAGIC:
     raise BitstreamError("not a tfc-sth file (bad magic number)")
   version, id_length = data[4], data[5]
-  if version != VERSION:
-    raise BitstreamError(
-        f"unsupported format version {version} (this tfc-sth reads {VERSION})")
+  if version not in (1, VERSION):
+    raise BitstreamError(f"unsupported format version {version} (this "
+                         f"tfc-sth reads 1 to {VERSION})")
   start = 6 + id_length
-  end = start + _SHAPE.size
+  end = start + _SHAPE.size + (
+      _QUALITY.size + CHECKSUM_SIZE if version > 1 else 0)
   if len(data) < end + _CRC.size:
     raise BitstreamError("truncated file (header incomplete)")
   crc, = _CRC.unpack_from(data, end)
@@ -90,10 +117,15 @@ def read_header(data):
     model_id = data[6:start].decode("ascii")
   except UnicodeDecodeError:
     raise BitstreamError("corrupted header (model id)") from None
+  extra = {}
+  if version > 1:
+    at = start + _SHAPE.size
+    extra = dict(quality=_QUALITY.unpack_from(data, at)[0] / QUALITY_SCALE,
+                 checksum=data[at + _QUALITY.size:end])
   try:
-    header = Header(model_id, *_SHAPE.unpack_from(data, start))
+    header = Header(model_id, *_SHAPE.unpack_from(data, start), **extra)
   except ValueError:
-    raise BitstreamError("corrupted header (image shape)") from None
+    raise BitstreamError("corrupted header (image shape or quality)") from None
   return header, payload
 
 

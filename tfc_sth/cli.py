@@ -1,7 +1,8 @@
 """The `tfc-sth` command line: compress, decompress, train, ablate, evaluate,
 bench, models.
 
-    tfc-sth compress IN.png... [-o OUT] [--model NAME|PATH] [--verbose] [--force]
+    tfc-sth compress IN.png... [-o OUT] [--quality Q] [--model NAME|PATH]
+                     [--verbose] [--force]
     tfc-sth decompress IN.tsth... [-o OUT.png] [--model PATH] [--force]
     tfc-sth train --train_glob=... --train_dir=... [--export_dir=...] ...
     tfc-sth evaluate IMAGES... [--model [LABEL=]NAME|PATH]... [-o OUT.json|csv]
@@ -16,9 +17,11 @@ is reported as one line on stderr with a non-zero exit code; no traceback.
 
 import dataclasses
 import importlib.util
+import itertools
 import os
 import sys
 import time
+import typing
 
 # Before TensorFlow is imported: its C++ start-up chatter is not for users.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -99,16 +102,25 @@ def define_compress(fv):
   flags.DEFINE_string("model", None, "Model name (see `tfc-sth models`) or "
                       "SavedModel path; default: the shipped default model.",
                       flag_values=fv)
+  flags.DEFINE_float("quality", None, "Quality level, from 1 (fewest bits) "
+                     "to the model's number of levels (`tfc-sth models`); "
+                     "fractional levels lie between two levels. Default: "
+                     "the model's middle level.", short_name="q",
+                     flag_values=fv)
 
 
 def run_compress(fv, paths):
   from tfc_sth import bitstream, codec, image_io, metrics, pretrained  # pylint: disable=g-import-not-at-top,multiple-imports
   model = codec.Codec.load(fv.model or pretrained.DEFAULT_MODEL)
+  try:
+    quality = model.check_quality(fv.quality)
+  except codec.QualityError as e:
+    raise UsageError(f"--quality: {e}") from None
 
   def step(path):
     image, channels = image_io.read_png(path)
     start = time.perf_counter()
-    data = model.compress(image, channels)
+    data = model.compress(image, channels, quality)
     seconds = time.perf_counter() - start
     out = _output_path(path, fv.output, len(paths), bitstream.SUFFIX)
     image_io.write_atomically(out, data, force=fv.force)
@@ -116,7 +128,7 @@ def run_compress(fv, paths):
       decoded, _ = model.decompress(data)
       bpp = 8 * len(data) / (image.shape[0] * image.shape[1])
       print(f"{path} -> {out}: {image.shape[1]}x{image.shape[0]}, "
-            f"{len(data)} bytes, {bpp:.4f} bpp, "
+            f"quality {quality:g}, {len(data)} bytes, {bpp:.4f} bpp, "
             f"PSNR {metrics.psnr(image, decoded):.2f} dB, "
             f"encoded in {seconds:.3f} s")
 
@@ -127,6 +139,10 @@ def define_decompress(fv):
   _define_coding(fv, "+ .png")
   flags.DEFINE_string("model", None, "SavedModel to decode with, if the one "
                       "named in the file is not installed.", flag_values=fv)
+  flags.DEFINE_integer("max_pixels", None, "Refuse files that declare more "
+                       "pixels than this, a guard for untrusted files "
+                       "(default: codec.DEFAULT_MAX_PIXELS, 2^25).",
+                       lower_bound=1, flag_values=fv)
 
 
 def run_decompress(fv, paths):
@@ -142,7 +158,8 @@ def run_decompress(fv, paths):
       loaded[header.model_id] = codec.Codec(
           pretrained.find(header.model_id, extra))
     start = time.perf_counter()
-    image, channels = loaded[header.model_id].decompress(data)
+    image, channels = loaded[header.model_id].decompress(
+        data, max_pixels=fv.max_pixels or codec.DEFAULT_MAX_PIXELS)
     seconds = time.perf_counter() - start
     out = _output_path(path, fv.output, len(paths), ".png")
     image_io.write_atomically(out, image_io.encode_png(image, channels),
@@ -163,7 +180,17 @@ _TRAIN_HELP = {
     "kernel_parameter": "Convolution kernel parameterisation (tfc).",
     "num_slices": "Channel slices of channelwise_autoregressive.",
     "attention": "Attention modules in cheng2020's transforms.",
-    "lmbda": "λ: rate-distortion trade-off, loss = bpp + λ·MSE (8-bit scale).",
+    "lmbda": "λ: rate-distortion trade-off, loss = bpp + λ·MSE (8-bit "
+             "scale); of the highest quality level for a ladder.",
+    "qualities": "Quality levels: more than 1 trains one model for a rate "
+                 "ladder, with a per-channel Δ per level (needs "
+                 "--delta=channel) and λ from --lmbda_min to --lmbda.",
+    "lmbda_min": "λ of the lowest quality level (with --qualities > 1); "
+                 "the levels' λ are spaced geometrically.",
+    "mixed_precision": "Transforms in bfloat16 (mixed precision) in every "
+                       "phase but the hard one.",
+    "warmup_steps": "Linear learning-rate warm-up steps (default: 0, or "
+                    "500 when --init_from is an exported model).",
     "quantization": "Strategy: noise (AUN), ste, mixed, anneal (soft "
                     "rounding, temperature raised over the run), or sth "
                     "(soft then hard).",
@@ -181,9 +208,11 @@ _TRAIN_HELP = {
     "train_glob": "Glob of training images (instead of --dataset).",
     "valid_glob": "Glob of validation images.",
     "valid_crop": "Side of the central validation crops.",
-    "init_from": "Start a new run from this checkpoint (a checkpoint folder "
-                 "or path, e.g. RUN/checkpoints/phase_0_end): weights, "
-                 "optimizer state and step, then this run's schedule.",
+    "init_from": "Start a new run from a checkpoint (a checkpoint folder "
+                 "or path, e.g. RUN/checkpoints/phase_0_end: weights, "
+                 "optimizer state and step, then this run's schedule) or "
+                 "from an exported model (its weights only, a fresh "
+                 "optimizer and step 0).",
 }
 
 
@@ -204,7 +233,10 @@ def _define_train_config(fv, exclude=()):
       flags.DEFINE_enum(field.name, field.default, enums[field.name],
                         help_text, flag_values=fv)
     else:
-      define = definers.get(field.type, flags.DEFINE_string)
+      kind = field.type
+      if typing.get_origin(kind) is typing.Union:  # Optional[...]
+        kind, = (t for t in typing.get_args(kind) if t is not type(None))
+      define = definers.get(kind, flags.DEFINE_string)
       define(field.name, field.default, help_text, flag_values=fv)
 
 
@@ -392,6 +424,9 @@ def define_bench(fv):
   flags.DEFINE_string("model", None, "Model name or SavedModel path to time "
                       "coding with; default: the shipped default model.",
                       flag_values=fv)
+  flags.DEFINE_list("quality", [], "Quality levels to time, or `all` for "
+                    "every level of the model (default: its default level).",
+                    flag_values=fv)
   flags.DEFINE_integer("runs", 7, "Timed runs per image (after 2 warm-up "
                        "runs); the median is reported.", lower_bound=1,
                        flag_values=fv)
@@ -403,8 +438,8 @@ def define_bench(fv):
                        flag_values=fv)
   for field in _BENCH_TRAIN_FIELDS:
     default = getattr(_train_config_class(), field)
-    define = {int: flags.DEFINE_integer}.get(type(default),
-                                             flags.DEFINE_string)
+    define = {int: flags.DEFINE_integer, bool: flags.DEFINE_bool}.get(
+        type(default), flags.DEFINE_string)
     define(f"train_{field}", default, f"Training benchmark: {_TRAIN_HELP[field]}",
            flag_values=fv)
   flags.DEFINE_string("output", None, "Write the figures here as JSON.",
@@ -414,7 +449,8 @@ def define_bench(fv):
 
 
 _BENCH_TRAIN_FIELDS = ("model", "num_filters", "latent_channels", "delta",
-                       "kernel_parameter", "batch_size", "patch_size")
+                       "kernel_parameter", "mixed_precision", "batch_size",
+                       "patch_size")
 
 
 def _train_config_class():
@@ -442,14 +478,23 @@ def run_bench(fv, args):
   if paths:
     model = codec.Codec.load(fv.model or pretrained.DEFAULT_MODEL)
     report["model"] = model.model_id
+    if fv.quality == ["all"]:
+      qualities = list(range(1, model.qualities + 1))
+    else:
+      try:
+        qualities = [model.check_quality(float(q)) for q in fv.quality]
+      except ValueError as e:  # Not a number, or a level it lacks.
+        raise UsageError(f"--quality: {e}") from None
     print(f"coding with {model.model_id}, median of {fv.runs} runs "
           "(min-max):")
-    for path in paths:
+    for path, quality in itertools.product(paths, qualities or [None]):
       image, _ = image_io.read_png(path)
-      figures = dict(image=path, **bench.coding(model, image, fv.runs))
+      figures = dict(image=path, **bench.coding(model, image, fv.runs,
+                                                quality=quality))
       report["coding"].append(figures)
       print(f"  {os.path.basename(path)} {figures['width']}x"
-            f"{figures['height']}, {figures['bpp']:.4f} bpp\n"
+            f"{figures['height']}, quality {figures['quality']:g}, "
+            f"{figures['bpp']:.4f} bpp\n"
             f"    encode {_range(figures['encode'])}\n"
             f"    decode {_range(figures['decode'])}\n"
             f"    memory: {figures['peak_mb']:.0f} MB peak while coding, "
@@ -527,6 +572,62 @@ def run_ablate(fv, args):
   return 0
 
 
+def define_fuzz(fv):
+  flags.DEFINE_multi_string("model", None, "Model name or SavedModel path "
+                            "whose files to mutate; repeat for several "
+                            "(default: the shipped default model).",
+                            flag_values=fv)
+  flags.DEFINE_integer("cases", 1000, "Mutated files to decode.",
+                       lower_bound=1, flag_values=fv)
+  flags.DEFINE_integer("seed", 0, "Random seed of the mutations.",
+                       flag_values=fv)
+  flags.DEFINE_float("timeout_factor", 5., "A case hangs past this many "
+                     "times its seed's decoding time ...", flag_values=fv)
+  flags.DEFINE_float("timeout_slack", 5., "... plus these seconds.",
+                     flag_values=fv)
+  flags.DEFINE_string("output", None, "Write every case as JSON here.",
+                      short_name="o", flag_values=fv)
+  flags.DEFINE_bool("force", False, "Overwrite an existing --output.",
+                    flag_values=fv)
+
+
+def run_fuzz(fv, args):
+  import tempfile  # pylint: disable=g-import-not-at-top
+  from tfc_sth import codec, fuzz, image_io, pretrained  # pylint: disable=g-import-not-at-top,multiple-imports
+  _check_outputs(fv, ("output",))
+  seeds = []
+  for name in fv.model or [pretrained.DEFAULT_MODEL]:
+    path = pretrained.resolve(name)
+    model = codec.Codec(path)
+    for image_path in _images(args):
+      image, channels = image_io.read_png(image_path)
+      for quality in sorted({1, model.qualities}):
+        data = model.compress(image, channels, quality)
+        model.decompress(data)  # Sets up oneDNN for the size.
+        start = time.perf_counter()
+        decoded, _ = model.decompress(data)
+        seeds.append((path, data, decoded, time.perf_counter() - start))
+  with tempfile.TemporaryDirectory() as directory:
+    results, peak_mb = fuzz.run(
+        seeds, fv.cases, directory, fv.seed, fv.timeout_factor,
+        fv.timeout_slack, progress=_progress_callback(fv.cases))
+  print(f"{fv.cases} mutated files of {len(seeds)} seeds; worker peak "
+        f"memory {peak_mb:.0f} MB")
+  print(f"{'model':24s}" + "".join(f" {o:>8s}" for o in fuzz.OUTCOMES) +
+        "  slowest s")
+  for model, row in fuzz.summary(results).items():
+    print(f"{model:24s}" + "".join(f" {row[o]:8d}" for o in fuzz.OUTCOMES) +
+          f"  {row['slowest_seconds']:9.2f}")
+  failures = [c for c in results if c.outcome in ("garbage", "crash", "hang")]
+  for case in failures[:20]:
+    print(f"  {case.outcome}: {case.model} {case.mutation} {case.message}")
+  if fv.output:
+    image_io.write_atomically(fv.output, _json_bytes(dict(
+        peak_mb=peak_mb, cases=[dataclasses.asdict(c) for c in results])),
+                              force=fv.force)
+  return EXIT_ERROR if failures else 0
+
+
 def define_models(fv):
   del fv
 
@@ -537,7 +638,9 @@ def run_models(fv, args):
   for name, path in pretrained.available().items():
     info = pretrained.read_info(path)
     default = " (default)" if name == pretrained.DEFAULT_MODEL else ""
-    print(f"{name}{default}\t{info['model_id']}\t{path}")
+    qualities = len(info["config"].get("lmbdas", [None]))
+    print(f"{name}{default}\t{info['model_id']}\t"
+          f"qualities 1-{qualities}\t{path}")
   return 0
 
 
@@ -548,6 +651,7 @@ COMMANDS = {
     "evaluate": (define_evaluate, run_evaluate, "IMAGES..."),
     "ablate": (define_ablate, run_ablate, ""),
     "bench": (define_bench, run_bench, "[IMAGES...]"),
+    "fuzz": (define_fuzz, run_fuzz, "IMAGES..."),
     "models": (define_models, run_models, ""),
 }
 
@@ -558,6 +662,7 @@ _SUMMARIES = {
     "evaluate": "rate, PSNR, MS-SSIM, times and BD-rates against anchors",
     "ablate": "train and compare quantization strategies over λ",
     "bench": "encode/decode seconds, memory and training throughput",
+    "fuzz": "decode mutated files: each must decode or fail cleanly",
     "models": "list the installed models",
 }
 

@@ -9,20 +9,33 @@ optionally with a SAUN step Δ (see `saun.py`).
 Rates are evaluated here, from tfc's distributions, at the value the
 quantization mode chooses (`quantization.perturb`): that is what lets context
 models supply their own noise, and `anneal` evaluate the soft-rounded
-density. The tfc entropy models are used for what only they do: range coding
-tables and coding. They are built with `compression=False` for training and
-rebuilt once with tables by `build_tables()`, just before export; the tables
-then live in the SavedModel as variables so that encoder and decoder use
-identical integers.
+density. The tfc entropy models are used for what only they do: computing range
+coding tables, once, by `build_tables()` just before export; the tables then
+live in the SavedModel as variables (`RangeTables`) so that encoder and
+decoder use identical integers. Coding itself drives tfc's range coder ops
+directly, incrementally (`start_encoding`, `encode`, `finish_encoding` and
+the decoding counterparts), so that latents whose distribution depends on
+what was decoded before (context models, slices) are one string, written and
+read in the same order.
 
-`GaussianConditional` also codes incrementally (`start_encoding`, `encode`,
-`finish_encoding` and the decoding counterparts), for latents whose
-distribution depends on what was decoded before (context models, slices):
-one string, written and read in the same order.
+Decoding is bounded by construction. tfc codes values beyond a table's range
+with an escape symbol followed by an Elias gamma code, and its decoder reads
+that code for as long as the input says "more", so a crafted string can keep
+it busy forever. Here the tables are used without escapes: a table's last
+interval (tfc's escape) is an ordinary symbol, one beyond its range, and
+values further out are clipped to the range, in coding and in the model's
+own inference alike. Every decoded symbol then costs one table lookup,
+whatever the bytes. The tables are built with a small tail mass
+(`TAIL_MASS`), so that clipping needs a value the model deems less likely
+than one in a million.
+
+Coding returns the integer symbols too, so that a file can carry a checksum
+of them (see `export.py`).
 """
 
 import math
 
+import numpy as np
 import tensorflow as tf
 import tensorflow_compression as tfc
 from tensorflow_compression.python.ops import gen_ops
@@ -30,6 +43,56 @@ from tensorflow_compression.python.ops import gen_ops
 from tfc_sth import quantization
 
 LOG2 = math.log(2.)
+# Probability mass outside a table's range; see the module docstring.
+TAIL_MASS = 2 ** -20
+
+
+class RangeTables(tf.Module):
+  """tfc's range coding tables, read without escape symbols.
+
+  `cdf` is tfc's flat table of rows [-precision, cdf...]; the rows are read
+  with positive precision, so the last interval of a row is an ordinary
+  symbol. Row i codes the integers offset_i .. offset_i + max_symbol_i.
+  """
+
+  def __init__(self, cdf, cdf_offset):
+    super().__init__()
+    cdf = np.asarray(cdf)
+    starts = np.flatnonzero(cdf < 0)  # Each row starts with -precision.
+    row_sizes = np.diff(np.append(starts, len(cdf)))
+    self.cdf = tf.Variable(np.abs(cdf), trainable=False, name="cdf")
+    self.offset = tf.Variable(cdf_offset, trainable=False, name="offset")
+    # A row holds precision, 0, then one CDF value per symbol.
+    self.max_symbol = tf.Variable(row_sizes.astype(np.int32) - 3,
+                                  trainable=False, name="max_symbol")
+
+  def clip(self, values, rows):
+    """Integers `values` clipped to the range of their table `rows`."""
+    low = tf.cast(tf.gather(self.offset, rows), values.dtype)
+    high = low + tf.cast(tf.gather(self.max_symbol, rows), values.dtype)
+    return tf.clip_by_value(values, low, high)
+
+  def symbols(self, values, rows):
+    """Clipped integers -> the range coder's symbols (int32, from 0)."""
+    return tf.cast(self.clip(values, rows), tf.int32) - tf.gather(
+        self.offset, rows)
+
+  def values(self, symbols, rows, dtype):
+    return tf.cast(symbols + tf.gather(self.offset, rows), dtype)
+
+  def start_encoding(self, batch_size):
+    return gen_ops.create_range_encoder([batch_size], self.cdf)
+
+  def start_decoding(self, strings):
+    return gen_ops.create_range_decoder(strings, self.cdf)
+
+
+def finish_decoding(handle, value):
+  """`value`, once the strings are checked to have been read cleanly."""
+  with tf.control_dependencies([tf.debugging.assert_equal(
+      gen_ops.entropy_decode_finalize(handle), True,
+      message="corrupted payload (range decoder)")]):
+    return tf.identity(value)
 
 
 class EntropyLayer(tf.keras.layers.Layer):
@@ -80,42 +143,47 @@ class FactorizedPrior(EntropyLayer):
     super().__init__(**kwargs)
     self.channels = int(channels)
     self.prior = tfc.NoisyDeepFactorized(batch_shape=(self.channels,))
-    self.entropy_model = self._make_entropy_model(self.prior,
-                                                  compression=False)
-
-  @staticmethod
-  def _make_entropy_model(prior, **options):
-    # Rounding to integers rather than to the prior's median offsets: the
-    # offset heuristic would be re-estimated at every hard-phase step, and
-    # training would round to a grid that drifts away from the coded one.
-    return tfc.ContinuousBatchedEntropyModel(
-        prior, coding_rank=3, offset_heuristic=False, **options)
+    self.tables = None
 
   def build_tables(self):
     # tfc finds the prior's tails by an iterative search, which runs op by op
-    # (10 s) when eager and in under a second as a graph: compute the same
-    # tables in a graph, then keep them in a model that holds only tables.
+    # (10 s) when eager and in under a second as a graph.
     @tf.function(autograph=False)
     def tables():
-      model = self._make_entropy_model(
-          self.prior, compression=True, stateless=True)
+      # Rounding to integers rather than to the prior's median offsets, as
+      # in training (where the offset would drift at every hard step).
+      model = tfc.ContinuousBatchedEntropyModel(
+          self.prior, coding_rank=3, offset_heuristic=False,
+          compression=True, stateless=True, tail_mass=TAIL_MASS)
       return model.cdf, model.cdf_offset
 
-    cdf, cdf_offset = tables()
-    self.entropy_model = self._make_entropy_model(
-        None, compression=True, prior_shape=(self.channels,), cdf=cdf,
-        cdf_offset=cdf_offset)
+    self.tables = RangeTables(*(t.numpy() for t in tables()))
+
+  def _channels(self, z):
+    return tf.broadcast_to(tf.range(self.channels), tf.shape(z))
 
   def call(self, z, training=False):
     """Returns (ẑ or z̃, bits per batch element)."""
     z_rate, z_hat, kind = self.perturb(z, training)
+    if not training and self.tables is not None:  # As coded.
+      z_rate = z_hat = self.tables.clip(z_hat, self._channels(z))
     return z_hat, self._bits(self.prior, z_rate, kind)
 
   def compress(self, z):
-    return self.entropy_model.compress(z)
+    """z -> (strings, integer symbols)."""
+    symbols = self.tables.symbols(tf.round(z), self._channels(z))
+    handle = self.tables.start_encoding(tf.shape(z)[0])
+    handle = gen_ops.entropy_encode_channel(handle, symbols)
+    return gen_ops.entropy_encode_finalize(handle), symbols
 
   def decompress(self, strings, shape):
-    return self.entropy_model.decompress(strings, shape)
+    """-> (ẑ [B, *shape, channels], integer symbols)."""
+    handle = self.tables.start_decoding(strings)
+    handle, symbols = gen_ops.entropy_decode_channel(
+        handle, tf.concat([shape, [self.channels]], 0), tf.int32)
+    symbols = finish_decoding(handle, symbols)
+    return self.tables.values(symbols, self._channels(symbols),
+                              tf.float32), symbols
 
   def get_config(self):
     return dict(super().get_config(), channels=self.channels)
@@ -139,18 +207,16 @@ class GaussianConditional(EntropyLayer):
     self._log_min = math.log(self.scale_min)
     self._log_step = (
         math.log(self.scale_max) - self._log_min) / (self.num_scales - 1)
-    self.entropy_model = self._make_entropy_model(compression=False)
+    self.tables = None
 
   def _scale(self, indexes):
     return tf.exp(self._log_min + self._log_step * indexes)
 
-  def _make_entropy_model(self, compression):
-    return tfc.LocationScaleIndexedEntropyModel(
-        tfc.NoisyNormal, self.num_scales, self._scale,
-        coding_rank=3, compression=compression)
-
   def build_tables(self):
-    self.entropy_model = self._make_entropy_model(compression=True)
+    model = tfc.LocationScaleIndexedEntropyModel(
+        tfc.NoisyNormal, self.num_scales, self._scale, coding_rank=3,
+        compression=True, tail_mass=TAIL_MASS)
+    self.tables = RangeTables(model.cdf.numpy(), model.cdf_offset.numpy())
 
   def indexes(self, log_scale, delta, discrete=True):
     """Scale table indexes for log σ (of y) and Δ: the table holds σ/Δ."""
@@ -175,64 +241,71 @@ class GaussianConditional(EntropyLayer):
     return self._bits(tfc.NoisyNormal(loc=0., scale=self._scale(indexes)), v,
                       kind, coding_axes)
 
+  def round(self, v, log_scale, delta):
+    """round(v), within the coding tables' range once they are built: the
+    integers coding sends for a normalised latent v."""
+    v_hat = tf.round(v)
+    if self.tables is None:
+      return v_hat
+    return self.tables.clip(v_hat, self._rows(log_scale, delta))
+
+  def _rows(self, log_scale, delta):
+    return tf.cast(self.indexes(log_scale, delta), tf.int32)
+
   def call(self, y, loc, log_scale, delta=None, training=False, noise=None):
     """Returns (ŷ or ỹ, bits per batch element).
 
     `noise`, if given, is the unit uniform noise of the noisy modes, so that
     a context model can see ỹ = y + Δ·noise before μ is known.
     """
-    v_rate, v_hat, kind = self.perturb(
-        self.normalize(y, loc, delta), training, noise)
+    v = self.normalize(y, loc, delta)
+    v_rate, v_hat, kind = self.perturb(v, training, noise)
+    if not training and self.tables is not None:  # As coded.
+      v_rate = v_hat = self.round(v, log_scale, delta)
     return (self.denormalize(v_hat, loc, delta),
             self.bits(v_rate, log_scale, delta, kind))
 
   def compress(self, y, loc, log_scale, delta=None):
-    return self.entropy_model.compress(
-        self.normalize(y, loc, delta), self.indexes(log_scale, delta))
+    """-> (strings, integer symbols)."""
+    handle = self.start_encoding(tf.shape(y)[0])
+    handle, _, symbols = self.encode(handle, y, loc, log_scale, delta)
+    return self.finish_encoding(handle), symbols
 
   def decompress(self, strings, loc, log_scale, delta=None):
-    v = self.entropy_model.decompress(strings, self.indexes(log_scale, delta))
-    return self.denormalize(v, loc, delta)
+    """-> (ŷ, integer symbols)."""
+    handle = self.start_decoding(strings)
+    handle, y_hat, symbols = self.decode(handle, loc, log_scale, delta)
+    return finish_decoding(handle, y_hat), symbols
 
   # Incremental coding: one string per batch element, appended to in order.
 
-  def _symbols_offset(self, indexes):
-    indexes = tf.cast(indexes, tf.int32)
-    return indexes, tf.gather(self.entropy_model.cdf_offset, indexes)
-
   def start_encoding(self, batch_size):
-    return gen_ops.create_range_encoder([batch_size], self.entropy_model.cdf)
+    return self.tables.start_encoding(batch_size)
 
   def encode(self, handle, y, loc, log_scale, delta=None):
-    """Appends round((y - μ)/Δ) to the strings; returns (handle, ŷ)."""
-    v_hat = tf.round(self.normalize(y, loc, delta))
-    indexes, offset = self._symbols_offset(self.indexes(log_scale, delta))
-    handle = gen_ops.entropy_encode_index(
-        handle, indexes, tf.cast(v_hat, tf.int32) - offset)
-    return handle, self.denormalize(v_hat, loc, delta)
+    """Appends the integers of (y - μ)/Δ to the strings; returns (handle,
+    ŷ, symbols)."""
+    rows = self._rows(log_scale, delta)
+    symbols = self.tables.symbols(tf.round(self.normalize(y, loc, delta)),
+                                  rows)
+    handle = gen_ops.entropy_encode_index(handle, rows, symbols)
+    v_hat = self.tables.values(symbols, rows, loc.dtype)
+    return handle, self.denormalize(v_hat, loc, delta), symbols
 
   @staticmethod
   def finish_encoding(handle):
     return gen_ops.entropy_encode_finalize(handle)
 
   def start_decoding(self, strings):
-    return gen_ops.create_range_decoder(strings, self.entropy_model.cdf)
+    return self.tables.start_decoding(strings)
 
   def decode(self, handle, loc, log_scale, delta=None):
-    """Reads what `encode` appended; returns (handle, ŷ)."""
-    indexes, offset = self._symbols_offset(self.indexes(log_scale, delta))
+    """Reads what `encode` appended; returns (handle, ŷ, symbols)."""
+    rows = self._rows(log_scale, delta)
     handle, symbols = gen_ops.entropy_decode_index(
-        handle, indexes, tf.shape(indexes)[1:], tf.int32)
-    v_hat = tf.cast(symbols + offset, loc.dtype)
-    return handle, self.denormalize(v_hat, loc, delta)
-
-  @staticmethod
-  def finish_decoding(handle, y_hat):
-    """`y_hat`, once the strings are checked to have been read cleanly."""
-    with tf.control_dependencies([tf.debugging.assert_equal(
-        gen_ops.entropy_decode_finalize(handle), True,
-        message="corrupted y_string")]):
-      return tf.identity(y_hat)
+        handle, rows, tf.shape(rows)[1:], tf.int32)
+    v_hat = self.tables.values(symbols, rows, loc.dtype)
+    return handle, self.denormalize(v_hat, loc, delta), symbols
 
   def get_config(self):
     return dict(super().get_config(), num_scales=self.num_scales,

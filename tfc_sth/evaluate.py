@@ -6,10 +6,11 @@ included), never the estimated rate, which is reported beside them to show
 the coder's overhead. Anchors (`anchors.py`) are measured the same way.
 
 A *curve* is one codec over its settings: an anchor over its quality sweep,
-or learned models given the same label (typically one per λ). A curve's
-points are means over the images at each setting. Curves are compared by
-Bjøntegaard delta rate (`metrics.bd_rate`); a single model, which has no
-curve, by its PSNR gain over an anchor at the same rate, per image.
+a model with quality levels over its levels, or single-rate models given the
+same label (typically one per λ). A curve's points are means over the images
+at each setting. Curves are compared by Bjøntegaard delta rate
+(`metrics.bd_rate`); a single model, which has no curve, by its PSNR gain
+over an anchor at the same rate, per image.
 """
 
 import csv
@@ -29,7 +30,7 @@ QUALITIES = ("psnr", "ms_ssim_db")
 @dataclasses.dataclass
 class Measurement:
   codec: str  # A model label or an anchor name.
-  setting: str  # The model id, or the anchor's quality setting.
+  setting: str  # The model id (and level), or the anchor's setting.
   image: str
   width: int
   height: int
@@ -60,23 +61,28 @@ def _measurement(codec, setting, path, image, num_bytes, decoded,
       decode_seconds=decode_seconds, **extra)
 
 
-def measure_model(codec, label, path, image, channels=3):
+def model_setting(codec, quality):
+  """The setting a measurement records: the model id, and the level of a
+  model with several."""
+  return codec.model_id + (f" q{quality:g}" if codec.qualities > 1 else "")
+
+
+def measure_model(codec, label, path, image, channels=3, quality=None):
   """Compresses and decompresses `image` with a loaded `codec.Codec`.
 
   Times are of a second round trip: the first with a new image size also
   sets up oneDNN's kernels for it.
   """
-  codec.decompress(codec.compress(image, channels))
+  codec.decompress(codec.compress(image, channels, quality))
   start = time.perf_counter()
-  data = codec.compress(image, channels)
+  data = codec.compress(image, channels, quality)
   encoded = time.perf_counter()
   decoded, _ = codec.decompress(data)
   decode_seconds = time.perf_counter() - encoded
-  estimated_bits = float(codec.module.signatures["reconstruct"](
-      image=image)["bits"])
+  _, estimated_bits = codec.reconstruct(image, quality)
   return _measurement(
-      label, codec.model_id, path, image, len(data), decoded,
-      encoded - start, decode_seconds,
+      label, model_setting(codec, codec.check_quality(quality)), path, image,
+      len(data), decoded, encoded - start, decode_seconds,
       estimated_bpp=estimated_bits / (image.shape[0] * image.shape[1]))
 
 
@@ -97,7 +103,9 @@ def run(paths, models, anchors, progress=None):
   for done, path in enumerate(paths, 1):
     image, channels = image_io.read_png(path)
     for label, codec in models:
-      measurements.append(measure_model(codec, label, path, image, channels))
+      for quality in range(1, codec.qualities + 1):
+        measurements.append(
+            measure_model(codec, label, path, image, channels, quality))
     for anchor in anchors:
       for setting in anchor.settings:
         measurements.append(measure_anchor(anchor, setting, path, image))

@@ -3,17 +3,31 @@
 The exported module needs only tensorflow and tensorflow_compression to load
 (tfc registers the range coding ops). Its signatures:
 
-- `compress(image: uint8[H, W, 3])` -> {"image_shape": int32[2],
-  <string name>: string[1] for each of the latent codec's strings};
-- `decompress(**outputs of compress)` -> {"image": uint8[H, W, 3]};
-- `reconstruct(image)` -> {"image", "bits"}: the model's own inference-mode
-  reconstruction and estimated rate, without range coding (what
-  `decompress(compress(image))` must equal, and what the file size should be
-  close to);
-- `model_info()` -> {"model_id", "architecture", "config"} (strings).
+- `compress(image: uint8[H, W, 3], quality: float32[])` -> {"image_shape":
+  int32[2], "quality": float32[], "checksum": uint8[8], <string name>:
+  string[1] for each of the latent codec's strings};
+- `decompress(**outputs of compress)` -> {"image": uint8[H, W, 3]}, or an
+  InvalidArgumentError "symbol checksum mismatch" when the symbols decoded
+  are not those encoded;
+- `reconstruct(image, quality)` -> {"image", "bits"}: the model's own
+  inference-mode reconstruction and estimated rate, without range coding
+  (what `decompress(compress(image))` must equal, and what the file size
+  should be close to);
+- `model_info()` -> {"model_id", "architecture", "config"} (strings) and
+  {"qualities", "default_quality"} (int32).
 
-The inputs of `decompress` are named like the outputs of `compress`, so a
-client can pass one to the other unchanged. Range coding tables are built
+`checksum` is a fingerprint (FarmHash64) of every integer symbol coded, the
+image shape and the quality. A range decoder fed bytes it did not write, or
+whose entropy parameters differ from the encoder's, decodes other symbols;
+comparing the checksums turns that into an error instead of a silently wrong
+image.
+
+`quality` is a level of the model's ladder, from 1 to `qualities`; between
+two levels it interpolates their steps Δ. A single-rate model has one level
+and ignores it. Quality is an input rather than a signature per level so
+that any level, fractional ones too, is one graph, and a client codes every
+model the same way. The inputs of `decompress` are named like the outputs of
+`compress`, so a client can pass one to the other unchanged. Range coding tables are built
 once, here, and saved as variables, so every process codes with the same
 integers.
 
@@ -33,6 +47,19 @@ import tensorflow_compression as tfc
 from tfc_sth import architectures
 
 INFO_FILE = "model.json"
+
+
+def default_quality(qualities):
+  """The level `compress` uses when none is asked for: the middle one."""
+  return (qualities + 1) // 2
+
+
+def symbol_checksum(symbols, image_shape, quality):
+  """uint8[8]: a fingerprint of the integer symbol tensors, in order, and of
+  the other inputs of decoding (so a changed size or level is caught too)."""
+  flat = tf.concat([tf.reshape(s, [-1]) for s in symbols] + [
+      image_shape, tf.bitcast(quality, tf.int32)[None]], 0)
+  return tf.fingerprint(flat[None])[0]
 
 
 def pad_to_multiple(image, factor):
@@ -60,18 +87,62 @@ def inference_copy(model):
   """
   config = dict(model.get_config(), kernel_parameter="variable")
   copy = architectures.CompressionModel.from_config(config)
-  copy(tf.zeros((1, model.downsampling, model.downsampling, 3)))
+  copy.create_variables()
   # Variables are matched by their path in the object graph, which does not
   # depend on which layers are frozen; only the kernels differ in kind.
   with tempfile.TemporaryDirectory() as directory:
     path = tf.train.Checkpoint(model=model).write(
         os.path.join(directory, "weights"))
     tf.train.Checkpoint(model=copy).read(path).expect_partial()
-  convs = lambda m: [l for l in m.submodules
-                     if isinstance(l, tfc.SignalConv2D)]
-  for source, target in zip(convs(model), convs(copy), strict=True):
+  for source, target in zip(_convs(model), _convs(copy), strict=True):
     target.kernel_parameter.assign(source.kernel)
   return copy
+
+
+def is_export(path):
+  return all(os.path.isfile(os.path.join(path, name))
+             for name in ("saved_model.pb", INFO_FILE))
+
+
+def _convs(model):
+  return [l for l in model.submodules if isinstance(l, tfc.SignalConv2D)]
+
+
+def import_weights(model, directory):
+  """Sets the weights of `model` (built) from an exported SavedModel.
+
+  The inverse of `inference_copy`: plain kernels go back into the model's
+  kernel parameterisation. The architecture must match. A single-rate
+  export may seed a ladder: its per-channel log Δ is added to every level's
+  initial one.
+  """
+  with open(os.path.join(directory, INFO_FILE)) as f:
+    config = dict(json.load(f)["config"], kernel_parameter="variable")
+  source = architectures.CompressionModel.from_config(config)
+  source.create_variables()
+  tf.train.Checkpoint(model=source).read(
+      os.path.join(directory, "variables", "variables")
+  ).assert_existing_objects_matched().expect_partial()
+  codec = source.latent_codec
+  if source.qualities != model.qualities:
+    if source.qualities != 1 or not hasattr(codec, "log_delta"):
+      raise ValueError(f"{directory} has {source.qualities} quality levels, "
+                       f"the model {model.qualities}")
+    # Tracked under the same name, so it is what the copy below reads.
+    codec.log_delta = tf.Variable(
+        model.latent_codec.log_delta + codec.log_delta[None])
+  with tempfile.TemporaryDirectory() as temporary:
+    path = tf.train.Checkpoint(model=source).write(
+        os.path.join(temporary, "weights"))
+    tf.train.Checkpoint(model=model).read(path).expect_partial()
+  for plain, target in zip(_convs(source), _convs(model), strict=True):
+    parameter = target.kernel_parameter
+    if isinstance(parameter, tfc.RDFTParameter):
+      rdft = type(parameter)(plain.kernel)
+      parameter.real.assign(rdft.real)
+      parameter.imag.assign(rdft.imag)
+    else:
+      parameter.assign(plain.kernel)
 
 
 def model_id(model):
@@ -94,6 +165,8 @@ class ExportedCodec(tf.Module):
         "model_id": self.model_id,
         "architecture": model.architecture,
         "config": json.dumps(model.get_config(), sort_keys=True),
+        "qualities": model.qualities,
+        "default_quality": default_quality(model.qualities),
     }
 
   def _latent_shape(self, image_shape):
@@ -101,26 +174,38 @@ class ExportedCodec(tf.Module):
     return ((image_shape + factor - 1) // factor * factor
             // self.model.analysis_downsampling)
 
-  @tf.function(input_signature=[tf.TensorSpec([None, None, 3], tf.uint8)])
-  def compress(self, image):
+  def _level(self, quality):
+    return None if self.model.qualities == 1 else quality - 1.
+
+  @tf.function(input_signature=[tf.TensorSpec([None, None, 3], tf.uint8),
+                                tf.TensorSpec([], tf.float32)])
+  def compress(self, image, quality):
     x = pad_to_multiple(image, self.model.downsampling)
-    strings = self.model.latent_codec.compress(self.model.analysis(x))
-    return dict(strings, image_shape=tf.shape(image)[:2])
+    strings, symbols = self.model.latent_codec.compress(
+        self.model.analysis(x), self._level(quality))
+    return dict(strings, image_shape=tf.shape(image)[:2], quality=quality,
+                checksum=symbol_checksum(symbols, tf.shape(image)[:2],
+                                         quality))
 
   @tf.function
-  def decompress(self, image_shape, **strings):
-    y_hat = self.model.latent_codec.decompress(
-        strings, self._latent_shape(image_shape))
+  def decompress(self, image_shape, quality, checksum, **strings):
+    y_hat, symbols = self.model.latent_codec.decompress(
+        strings, self._latent_shape(image_shape), self._level(quality))
+    with tf.control_dependencies([tf.debugging.assert_equal(
+        symbol_checksum(symbols, image_shape, quality), checksum,
+        message="symbol checksum mismatch")]):
+      y_hat = tf.identity(y_hat)
     return {"image": to_uint8(self.model.synthesis(y_hat), image_shape)}
 
   @tf.function(input_signature=[])
   def model_info(self):
     return {k: tf.constant(v) for k, v in self._info.items()}
 
-  @tf.function(input_signature=[tf.TensorSpec([None, None, 3], tf.uint8)])
-  def reconstruct(self, image):
+  @tf.function(input_signature=[tf.TensorSpec([None, None, 3], tf.uint8),
+                                tf.TensorSpec([], tf.float32)])
+  def reconstruct(self, image, quality):
     x = pad_to_multiple(image, self.model.downsampling)
-    x_hat, bits = self.model(x, training=False)
+    x_hat, bits = self.model(x, training=False, level=self._level(quality))
     return {"image": to_uint8(x_hat, tf.shape(image)[:2]),
             "bits": tf.reduce_sum(bits)}
 
@@ -128,6 +213,8 @@ class ExportedCodec(tf.Module):
     string_spec = tf.TensorSpec([None], tf.string)
     decompress = self.decompress.get_concrete_function(
         image_shape=tf.TensorSpec([2], tf.int32),
+        quality=tf.TensorSpec([], tf.float32),
+        checksum=tf.TensorSpec([8], tf.uint8),
         **{n: string_spec for n in self.model.latent_codec.string_names})
     return {"compress": self.compress.get_concrete_function(),
             "decompress": decompress,

@@ -3,11 +3,19 @@
 A model is transforms plus a latent codec. The codec owns quantization, so
 every training strategy applies to every architecture. Each codec answers:
 
-- `call(y, training)` -> (ŷ or ỹ for the synthesis, bits per image) under the
-  current `quantization` mode;
-- `compress(y)` -> {name: strings}, range coded with tfc;
-- `decompress(strings, latent_shape)` -> ŷ, identical to the inference-mode
-  ŷ of `call`.
+- `call(y, training, level)` -> (ŷ or ỹ for the synthesis, bits per image)
+  under the current `quantization` mode;
+- `compress(y, level)` -> ({name: strings}, symbols), range coded with tfc;
+- `decompress(strings, latent_shape, level)` -> (ŷ, symbols), ŷ identical
+  to the inference-mode ŷ of `call`.
+
+`symbols` is the list of the integer tensors coded, the same list on both
+sides, from which a file's checksum is computed.
+
+`level` is the quality level of a codec with a ladder of `qualities` per
+channel steps Δ_q (SAUN per channel, one row of log Δ per level): counted
+from 0, a scalar (fractional levels interpolate log Δ) or, in training, one
+level per example. A codec of one quality ignores it.
 
 It also names the layers that belong to the encoder (`encoder_layers`, frozen
 in the hard phase), its extra downsampling (`downsampling`) and its string
@@ -58,16 +66,41 @@ class LatentCodec(tf.keras.layers.Layer):
   def encoder_layers(self):
     return []
 
+  @property
+  def transforms(self):
+    """Its convolutional transforms (h_a, h_s), which may run in bfloat16."""
+    return []
+
   def build_tables(self):
     for layer in self.entropy_layers:
       layer.build_tables()
 
-  def _add_channel_delta(self, channels):
-    """Under SAUN per channel, the weight log Δ. Zero: the initial model is
-    the plain model, bit for bit."""
+  def _add_channel_delta(self, channels, qualities):
+    """Under SAUN per channel, the weight log Δ: [channels], or [qualities,
+    channels] for a ladder. Zero: the initial model is the plain model, bit
+    for bit (a ladder's `CompressionModel` spreads its levels)."""
+    self.qualities = int(qualities)
+    if self.qualities < 1:
+      raise ValueError(f"qualities={qualities} must be at least 1.")
+    if self.qualities > 1 and self.delta != saun.CHANNEL:
+      raise ValueError("A quality ladder is a per-channel Δ per level: it "
+                       "needs delta=channel.")
     if self.delta == saun.CHANNEL:
+      shape = (channels,) if self.qualities == 1 else (
+          self.qualities, channels)
       self.log_delta = self.add_weight(
-          name="log_delta", shape=(channels,), initializer="zeros")
+          name="log_delta", shape=shape, initializer="zeros")
+
+  def _channel_delta(self, level):
+    """Δ per channel at `level`, broadcastable against [B, H, W, channels]."""
+    if self.qualities == 1:
+      return saun.delta_from_log(self.log_delta)
+    if level is None:
+      raise ValueError("A codec with a quality ladder needs a level.")
+    log_delta = saun.log_delta_at(self.log_delta, level)
+    if log_delta.shape.rank == 2:  # One level per example.
+      log_delta = log_delta[:, None, None, :]
+    return saun.delta_from_log(log_delta)
 
 
 class FactorizedLatent(LatentCodec):
@@ -76,7 +109,8 @@ class FactorizedLatent(LatentCodec):
   There is no predicted mean; under SAUN a per-channel Δ scales the grid.
   """
 
-  def __init__(self, latent_channels, delta=saun.NONE, **kwargs):
+  def __init__(self, latent_channels, delta=saun.NONE, qualities=1,
+               **kwargs):
     super().__init__(**kwargs)
     self.latent_channels = int(latent_channels)
     self.delta = saun.check_delta_mode(delta)
@@ -84,27 +118,29 @@ class FactorizedLatent(LatentCodec):
       raise ValueError("A factorized prior has no hyperprior to predict Δ "
                        "from; use delta=channel or none.")
     self.prior = entropy_models.FactorizedPrior(self.latent_channels)
-    self._add_channel_delta(self.latent_channels)
+    self._add_channel_delta(self.latent_channels, qualities)
 
-  def _delta(self):
+  def _delta(self, level):
     if self.delta == saun.CHANNEL:
-      return saun.delta_from_log(self.log_delta)
+      return self._channel_delta(level)
     return 1.
 
-  def call(self, y, training=False):
-    v_hat, bits = self.prior(y / self._delta(), training=training)
-    return v_hat * self._delta(), bits
+  def call(self, y, training=False, level=None):
+    delta = self._delta(level)
+    v_hat, bits = self.prior(y / delta, training=training)
+    return v_hat * delta, bits
 
-  def compress(self, y):
-    return dict(y_string=self.prior.compress(y / self._delta()))
+  def compress(self, y, level=None):
+    string, symbols = self.prior.compress(y / self._delta(level))
+    return dict(y_string=string), [symbols]
 
-  def decompress(self, strings, latent_shape):
-    return self.prior.decompress(
-        strings["y_string"], latent_shape) * self._delta()
+  def decompress(self, strings, latent_shape, level=None):
+    v_hat, symbols = self.prior.decompress(strings["y_string"], latent_shape)
+    return v_hat * self._delta(level), [symbols]
 
   def get_config(self):
     return dict(super().get_config(), latent_channels=self.latent_channels,
-                delta=self.delta)
+                delta=self.delta, qualities=self.qualities)
 
 
 HYPER_TRANSFORMS = {
@@ -121,8 +157,8 @@ class Hyperprior(LatentCodec):
   h_s(ẑ) predicts `hyper_features` channels of entropy parameters for y,
   plus log Δ under SAUN hyper. Subclasses say how y is coded from those
   features and Δ: `_code_y(y, features, Δ, training)` -> (ŷ, bits),
-  `_compress_y(y, features, Δ)` -> {"y_string": ...} and
-  `_decompress_y(strings, features, Δ)` -> ŷ.
+  `_compress_y(y, features, Δ)` -> ({"y_string": ...}, symbols) and
+  `_decompress_y(strings, features, Δ)` -> (ŷ, symbols).
   """
 
   string_names = ("y_string", "z_string")
@@ -131,7 +167,7 @@ class Hyperprior(LatentCodec):
 
   def __init__(self, latent_channels, num_filters, hyper_channels=None,
                delta=saun.NONE, kernel_parameter="rdft",
-               hyper_transforms="conv", **kwargs):
+               hyper_transforms="conv", qualities=1, **kwargs):
     super().__init__(**kwargs)
     self.latent_channels = int(latent_channels)
     self.num_filters = int(num_filters)
@@ -147,51 +183,61 @@ class Hyperprior(LatentCodec):
         self.num_filters, outputs * self.latent_channels, kernel_parameter)
     self.hyper_prior = entropy_models.FactorizedPrior(self.hyper_channels)
     self.conditional = entropy_models.GaussianConditional()
-    self._add_channel_delta(self.latent_channels)
+    self._add_channel_delta(self.latent_channels, qualities)
 
   @property
   def encoder_layers(self):
     return [self.hyper_analysis]
 
+  @property
+  def transforms(self):
+    return [self.hyper_analysis, self.hyper_synthesis]
+
+  def _hyper_analysis(self, y):
+    return tf.cast(self.hyper_analysis(self._hyper_input(y)), tf.float32)
+
   def _hyper_input(self, y):
     return y
 
-  def _hyper_parameters(self, z_hat):
+  def _hyper_parameters(self, z_hat, level):
     """h_s(ẑ) as (entropy features, Δ or None)."""
-    features = self.hyper_synthesis(z_hat)
+    features = tf.cast(self.hyper_synthesis(z_hat), tf.float32)
     if self.delta == saun.HYPER:
       split = self.hyper_features * self.latent_channels
       return (features[..., :split],
               saun.delta_from_log(features[..., split:]))
     if self.delta == saun.CHANNEL:
-      return features, saun.delta_from_log(self.log_delta)
+      return features, self._channel_delta(level)
     return features, None
 
-  def call(self, y, training=False):
-    z_hat, z_bits = self.hyper_prior(
-        self.hyper_analysis(self._hyper_input(y)), training=training)
-    features, delta = self._hyper_parameters(z_hat)
+  def call(self, y, training=False, level=None):
+    z_hat, z_bits = self.hyper_prior(self._hyper_analysis(y),
+                                     training=training)
+    features, delta = self._hyper_parameters(z_hat, level)
     y_hat, y_bits = self._code_y(y, features, delta, training)
     return y_hat, y_bits + z_bits
 
-  def compress(self, y):
-    z = self.hyper_analysis(self._hyper_input(y))
-    z_string = self.hyper_prior.compress(z)
-    z_hat = self.hyper_prior.decompress(z_string, tf.shape(z)[1:-1])
-    return dict(self._compress_y(y, *self._hyper_parameters(z_hat)),
-                z_string=z_string)
+  def compress(self, y, level=None):
+    z = self._hyper_analysis(y)
+    z_string, z_symbols = self.hyper_prior.compress(z)
+    z_hat, _ = self.hyper_prior(z)  # The coded values, as decoded.
+    strings, y_symbols = self._compress_y(
+        y, *self._hyper_parameters(z_hat, level))
+    return dict(strings, z_string=z_string), [z_symbols, *y_symbols]
 
-  def decompress(self, strings, latent_shape):
-    z_hat = self.hyper_prior.decompress(
+  def decompress(self, strings, latent_shape, level=None):
+    z_hat, z_symbols = self.hyper_prior.decompress(
         strings["z_string"], latent_shape // self.downsampling)
-    return self._decompress_y(strings, *self._hyper_parameters(z_hat))
+    y_hat, y_symbols = self._decompress_y(
+        strings, *self._hyper_parameters(z_hat, level))
+    return y_hat, [z_symbols, *y_symbols]
 
   def get_config(self):
     return dict(
         super().get_config(), latent_channels=self.latent_channels,
         num_filters=self.num_filters, hyper_channels=self.hyper_channels,
         delta=self.delta, kernel_parameter=self.kernel_parameter,
-        hyper_transforms=self.hyper_transforms)
+        hyper_transforms=self.hyper_transforms, qualities=self.qualities)
 
 
 class MeanScaleHyperprior(Hyperprior):
@@ -212,12 +258,14 @@ class MeanScaleHyperprior(Hyperprior):
                             training=training)
 
   def _compress_y(self, y, features, delta):
-    return dict(y_string=self.conditional.compress(
-        y, *self._gaussian(features), delta))
+    string, symbols = self.conditional.compress(
+        y, *self._gaussian(features), delta)
+    return dict(y_string=string), [symbols]
 
   def _decompress_y(self, strings, features, delta):
-    return self.conditional.decompress(
+    y_hat, symbols = self.conditional.decompress(
         strings["y_string"], *self._gaussian(features), delta)
+    return y_hat, [symbols]
 
 
 class ScaleHyperprior(MeanScaleHyperprior):
@@ -286,15 +334,15 @@ class JointAutoregressive(Hyperprior):
   def _serial(self, y_or_none, features, delta, step, state):
     """ŷ by the causal recursion; `step(state, y_at, loc, log_scale, Δ_at)`."""
     spatial = [features]
-    hyper_delta = self.delta == saun.HYPER
-    if hyper_delta:
-      spatial.append(delta)
+    if delta is not None:  # Per channel or per example, gathered like Δ_hyper.
+      spatial.append(tf.broadcast_to(delta, tf.concat(
+          [tf.shape(features)[:-1], [self.latent_channels]], 0)))
     if y_or_none is not None:
       spatial.append(y_or_none)
 
     def wavefront(state, positions, context_output, at):
       loc, log_scale = self._gaussian(at[0], context_output)
-      delta_at = at[1] if hyper_delta else delta
+      delta_at = None if delta is None else at[1]
       y_at = at[-1] if y_or_none is not None else None
       return step(state, y_at, loc, log_scale, delta_at)
 
@@ -302,9 +350,10 @@ class JointAutoregressive(Hyperprior):
         self.context, spatial, wavefront, state, self.latent_channels)
 
   def _round(self, state, y, loc, log_scale, delta):
-    normalize = self.conditional.normalize
-    v_hat = tf.round(normalize(y, loc, delta))
-    return state, self.conditional.denormalize(v_hat, loc, delta)
+    conditional = self.conditional
+    v_hat = conditional.round(conditional.normalize(y, loc, delta),
+                              log_scale, delta)
+    return state, conditional.denormalize(v_hat, loc, delta)
 
   def _code_y(self, y, features, delta, training):
     mode = self.quantization
@@ -326,19 +375,37 @@ class JointAutoregressive(Hyperprior):
     # At inference, the serial ŷ: what decompress returns, bit for bit.
     return (y_hat if training else y_serial), bits
 
+  # Coding keeps, beside the range coder, the symbols of every wavefront.
+
+  @staticmethod
+  def _symbol_log():
+    return tf.TensorArray(tf.int32, size=0, dynamic_size=True,
+                          infer_shape=False)
+
   def _compress_y(self, y, features, delta):
-    handle = self.conditional.start_encoding(tf.shape(y)[0])
-    _, handle = self._serial(y, features, delta, self.conditional.encode,
-                             handle)
-    return dict(y_string=self.conditional.finish_encoding(handle))
+    def encode(state, y_at, loc, log_scale, delta_at):
+      handle, log = state
+      handle, y_hat, symbols = self.conditional.encode(
+          handle, y_at, loc, log_scale, delta_at)
+      return (handle, log.write(log.size(), tf.reshape(symbols, [-1]))), y_hat
+
+    state = (self.conditional.start_encoding(tf.shape(y)[0]),
+             self._symbol_log())
+    _, (handle, log) = self._serial(y, features, delta, encode, state)
+    return (dict(y_string=self.conditional.finish_encoding(handle)),
+            [log.concat()])
 
   def _decompress_y(self, strings, features, delta):
-    def decode(handle, _, loc, log_scale, delta_at):
-      return self.conditional.decode(handle, loc, log_scale, delta_at)
+    def decode(state, _, loc, log_scale, delta_at):
+      handle, log = state
+      handle, y_hat, symbols = self.conditional.decode(
+          handle, loc, log_scale, delta_at)
+      return (handle, log.write(log.size(), tf.reshape(symbols, [-1]))), y_hat
 
-    handle = self.conditional.start_decoding(strings["y_string"])
-    y_hat, handle = self._serial(None, features, delta, decode, handle)
-    return self.conditional.finish_decoding(handle, y_hat)
+    state = (self.conditional.start_decoding(strings["y_string"]),
+             self._symbol_log())
+    y_hat, (handle, log) = self._serial(None, features, delta, decode, state)
+    return entropy_models.finish_decoding(handle, y_hat), [log.concat()]
 
   def get_config(self):
     return dict(super().get_config(), context_kernel=self.context_kernel)
@@ -412,25 +479,30 @@ class ChannelwiseAutoregressive(Hyperprior):
   def _compress_y(self, y, features, delta):
     y_slices = tf.split(y, self.slice_sizes, axis=-1)
     handle = [self.conditional.start_encoding(tf.shape(y)[0])]
+    symbols = []
 
     def code(k, loc, log_scale, delta_k):
-      handle[0], y_hat = self.conditional.encode(
+      handle[0], y_hat, slice_symbols = self.conditional.encode(
           handle[0], y_slices[k], loc, log_scale, delta_k)
+      symbols.append(slice_symbols)
       return y_hat
 
     self._slices(features, delta, code)
-    return dict(y_string=self.conditional.finish_encoding(handle[0]))
+    return (dict(y_string=self.conditional.finish_encoding(handle[0])),
+            symbols)
 
   def _decompress_y(self, strings, features, delta):
     handle = [self.conditional.start_decoding(strings["y_string"])]
+    symbols = []
 
     def code(k, loc, log_scale, delta_k):
-      handle[0], y_hat = self.conditional.decode(
+      handle[0], y_hat, slice_symbols = self.conditional.decode(
           handle[0], loc, log_scale, delta_k)
+      symbols.append(slice_symbols)
       return y_hat
 
     y_hat = self._slices(features, delta, code)
-    return self.conditional.finish_decoding(handle[0], y_hat)
+    return entropy_models.finish_decoding(handle[0], y_hat), symbols
 
   def get_config(self):
     return dict(super().get_config(), num_slices=self.num_slices)

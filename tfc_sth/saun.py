@@ -47,3 +47,21 @@ def delta_from_log(log_delta):
   """Δ = exp(log Δ), bounded below by `MIN_DELTA` (gradient kept towards it)."""
   return tf.exp(tfc.lower_bound(log_delta, math.log(MIN_DELTA)))
 
+
+
+def log_delta_at(table, level):
+  """log Δ at a quality level, from a [levels, channels] table of log Δ.
+
+  `level` counts from 0 and may be fractional: log Δ is then interpolated
+  linearly between the two levels around it, which gives rates between
+  theirs. An integer level reads its row exactly. `level` is a scalar or one
+  level per batch element ([B] -> [B, channels]).
+  """
+  last = tf.cast(tf.shape(table)[0] - 1, tf.float32)
+  level = tf.clip_by_value(tf.cast(level, tf.float32), 0., last)
+  low = tf.floor(level)
+  weight = (level - low)[..., None]
+  low = tf.cast(low, tf.int32)
+  high = tf.minimum(low + 1, tf.cast(last, tf.int32))
+  return (tf.gather(table, low) * (1. - weight)
+          + tf.gather(table, high) * weight)

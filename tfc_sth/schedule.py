@@ -20,7 +20,7 @@ decoder and entropy model stay valid estimates (their gradients change in
 kind only slightly, noise -> rounding), while resetting them would restart
 bias correction with large, poorly scaled first steps on a trained model.
 The learning rate follows one schedule over the total step count
-(`learning_rate_schedule`), independent of the phase, so that strategies with
+(`LearningRate`), independent of the phase, so that strategies with
 equal total steps see the same learning rates.
 """
 
@@ -39,20 +39,30 @@ STRATEGIES = ("noise", "ste", "mixed", "anneal", "sth")
 ANNEAL_ALPHA = (1., 16.)
 
 
+FLOAT32 = "float32"
+MIXED_BFLOAT16 = "mixed_bfloat16"
+
+
 @dataclasses.dataclass(frozen=True)
 class Phase:
   quantization: str
   steps: int
   freeze_encoder: bool = False
+  precision: str = FLOAT32  # Of the transforms: a Keras dtype policy.
 
 
-def phases_for(strategy, soft_steps, hard_steps):
-  """The phases of a strategy; every strategy trains soft + hard steps."""
+def phases_for(strategy, soft_steps, hard_steps, mixed_precision=False):
+  """The phases of a strategy; every strategy trains soft + hard steps.
+
+  With `mixed_precision`, the transforms compute in bfloat16 except in the
+  hard phase, which sees exactly the float32 latents that coding sees.
+  """
+  precision = MIXED_BFLOAT16 if mixed_precision else FLOAT32
   if strategy == "sth":
-    return [Phase(quantization.NOISE, soft_steps),
+    return [Phase(quantization.NOISE, soft_steps, precision=precision),
             Phase(quantization.HARD, hard_steps, freeze_encoder=True)]
   if strategy in STRATEGIES:
-    return [Phase(strategy, soft_steps + hard_steps)]
+    return [Phase(strategy, soft_steps + hard_steps, precision=precision)]
   raise ValueError(
       f"Unknown strategy {strategy!r}; expected one of {STRATEGIES}.")
 
@@ -77,10 +87,27 @@ def soft_round_alpha(step, steps):
   return start * (end / start) ** (min(step, steps) / max(steps, 1))
 
 
-def learning_rate_schedule(learning_rate, total, decay_at=0.8):
-  """Constant, then a tenth of it for the last (1 - decay_at) of the steps."""
-  return tf.keras.optimizers.schedules.PiecewiseConstantDecay(
-      [int(decay_at * total)], [learning_rate, learning_rate / 10])
+class LearningRate(tf.keras.optimizers.schedules.LearningRateSchedule):
+  """A linear warm-up over `warmup` steps, constant, then a tenth of it for
+  the last (1 - decay_at) of the steps."""
+
+  def __init__(self, learning_rate, total, warmup=0, decay_at=0.8):
+    self.learning_rate = float(learning_rate)
+    self.total = int(total)
+    self.warmup = int(warmup)
+    self.decay_at = float(decay_at)
+
+  def __call__(self, step):
+    step = tf.cast(step, tf.float32)
+    rate = tf.where(step < int(self.decay_at * self.total),
+                    self.learning_rate, self.learning_rate / 10)
+    if self.warmup:
+      rate *= tf.minimum(1., (step + 1) / self.warmup)
+    return rate
+
+  def get_config(self):
+    return dict(learning_rate=self.learning_rate, total=self.total,
+                warmup=self.warmup, decay_at=self.decay_at)
 
 
 class PhaseSchedule(tf.keras.callbacks.Callback):
@@ -95,12 +122,14 @@ class PhaseSchedule(tf.keras.callbacks.Callback):
     self.model.phase.assign(index)
     self.model.quantization = phase.quantization
     self.model.freeze_encoder(phase.freeze_encoder)
+    self.model.set_precision(phase.precision)
     self.model.train_function = self.model.make_train_function(force=True)
     self._current = index
-    logging.info("Phase %d/%d from step %d: quantization=%s, encoder %s.",
-                 index + 1, len(self.phases),
+    logging.info("Phase %d/%d from step %d: quantization=%s, encoder %s, "
+                 "%s.", index + 1, len(self.phases),
                  int(self.model.optimizer.iterations), phase.quantization,
-                 "frozen" if phase.freeze_encoder else "trained")
+                 "frozen" if phase.freeze_encoder else "trained",
+                 phase.precision)
 
   def on_train_begin(self, logs=None):
     self._enter(phase_at(self.phases, int(self.model.optimizer.iterations)))

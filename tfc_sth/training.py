@@ -6,10 +6,12 @@ sample reconstructions in `samples/`. Calling `train` again with the same
 `train_dir` resumes from the last checkpoint, in the phase it was in.
 """
 
+import csv
 import dataclasses
 import json
 import math
 import os
+import time
 from typing import Optional
 
 from absl import logging
@@ -37,12 +39,16 @@ class TrainConfig:
   num_slices: int = 6
   attention: bool = False
   lmbda: float = 0.01
+  qualities: int = 1
+  lmbda_min: Optional[float] = None
   quantization: str = "sth"
+  mixed_precision: bool = False
   soft_steps: int = 10000
   hard_steps: int = 2000
   batch_size: int = 8
   patch_size: int = 128
   learning_rate: float = 1e-4
+  warmup_steps: Optional[int] = None
   clip_norm: float = 1.0
   steps_per_epoch: int = 100
   seed: int = 0
@@ -54,10 +60,32 @@ class TrainConfig:
   init_from: Optional[str] = None
 
   MODEL_FIELDS = ("model", "num_filters", "latent_channels", "delta",
-                  "kernel_parameter", "num_slices", "attention",
+                  "kernel_parameter", "num_slices", "attention", "qualities",
                   "quantization")
+  # Warm-up of a run that starts from an exported model's weights with a
+  # fresh optimizer (Adam's first moments are poor estimates).
+  EXPORT_WARMUP_STEPS = 500
   # Options that only some architectures take (see `architectures.options`).
   ARCHITECTURE_OPTIONS = ("num_slices", "attention")
+
+  def lmbdas(self):
+    """λ per quality level: geometric from lmbda_min up to lmbda."""
+    if self.qualities == 1:
+      return [self.lmbda]
+    if not self.lmbda_min or not 0 < self.lmbda_min < self.lmbda:
+      raise ConfigError(f"--qualities={self.qualities} needs 0 < "
+                        f"--lmbda_min < --lmbda (the lowest and highest "
+                        "quality's λ)")
+    ratio = (self.lmbda / self.lmbda_min) ** (1 / (self.qualities - 1))
+    return [self.lmbda_min * ratio ** q for q in range(self.qualities)]
+
+  def init_from_export(self):
+    return bool(self.init_from) and export.is_export(self.init_from)
+
+  def warmup(self):
+    if self.warmup_steps is not None:
+      return self.warmup_steps
+    return self.EXPORT_WARMUP_STEPS if self.init_from_export() else 0
 
   def check(self, downsampling):
     if not (self.train_glob or self.dataset):
@@ -81,7 +109,7 @@ class TrainConfig:
         raise ConfigError(f"--{name} does not apply to {self.model}")
     try:
       return architectures.CompressionModel(
-          self.model, lmbda=self.lmbda, num_filters=self.num_filters,
+          self.model, lmbdas=self.lmbdas(), num_filters=self.num_filters,
           latent_channels=self.latent_channels, delta=self.delta,
           kernel_parameter=self.kernel_parameter, **options)
     except ValueError as e:
@@ -138,7 +166,9 @@ class SampleReconstructions(tf.keras.callbacks.Callback):
         os.path.join(directory, "..", "logs", "samples"))
 
   def on_epoch_end(self, epoch, logs=None):
-    x_hat, _ = self.model(self.image, training=False)
+    levels = self.model.levels()
+    x_hat, _ = self.model(self.image, training=False,
+                          level=levels[len(levels) // 2])
     pair = tf.concat([self.image, tf.clip_by_value(x_hat, 0., 1.)], axis=2)
     step = int(self.model.optimizer.iterations)
     png = tf.io.encode_png(tf.image.convert_image_dtype(pair[0], tf.uint8))
@@ -148,17 +178,83 @@ class SampleReconstructions(tf.keras.callbacks.Callback):
       tf.summary.image("reconstruction", pair, step=step)
 
 
+VALIDATION_FILE = "validation.csv"
+
+
+class ValidationLog(tf.keras.callbacks.Callback):
+  """Validates at every quality level after each epoch.
+
+  The means over levels go into the epoch's logs as `val_loss`, `val_bpp`,
+  `val_mse` and `val_psnr` (shown by the progress bar and TensorBoard); every
+  level's figures go to a CSV file with the step and the training seconds so
+  far (summed over resumed runs), for curves of quality against wall time.
+  """
+
+  FIELDS = ("step", "seconds", "quality", "lmbda", "loss", "bpp", "mse",
+            "psnr")
+
+  def __init__(self, data, path):
+    super().__init__()
+    self.data = data
+    self.path = path
+    self._validate = None
+
+  def on_train_begin(self, logs=None):
+    self._offset = 0.
+    if os.path.exists(self.path):
+      with open(self.path) as f:
+        rows = list(csv.DictReader(f))
+      if rows:
+        self._offset = float(rows[-1]["seconds"])
+    else:
+      with open(self.path, "w") as f:
+        f.write(",".join(self.FIELDS) + "\n")
+    self._start = time.perf_counter()
+    model = self.model
+    self._validate = tf.function(lambda x: [
+        model.rate_distortion(x, training=False, level=level)
+        for level in model.levels()])
+
+  def _results(self):
+    # In float32 whatever the phase's precision, as decoding computes: the
+    # function is traced once, at the first call, under this precision.
+    precision = self.model.precision
+    self.model.set_precision("float32")
+    try:
+      return [np.array([[float(v) for v in r] for r in self._validate(x)])
+              for x in self.data]
+    finally:
+      self.model.set_precision(precision)
+
+  def on_epoch_end(self, epoch, logs=None):
+    seconds = self._offset + time.perf_counter() - self._start
+    results = self._results()
+    totals, count = sum(results), len(results)
+    means = totals / count  # [level, (loss, bpp, mse)]
+    psnr = 10 * np.log10(255. ** 2 / means[:, 2])
+    step = int(self.model.optimizer.iterations)
+    with open(self.path, "a") as f:
+      for level, (row, level_psnr) in enumerate(zip(means, psnr)):
+        f.write(",".join(str(v) for v in (
+            step, round(seconds, 1), level + 1, self.model.lmbdas[level],
+            *row, level_psnr)) + "\n")
+    if logs is not None:
+      mean = means.mean(axis=0)
+      logs.update(val_loss=mean[0], val_bpp=mean[1], val_mse=mean[2],
+                  val_psnr=float(psnr.mean()))
+
+
 def build(config):
   """A compiled model with a built optimizer, ready to restore and fit."""
   model = config.build_model()
   phases = schedule.phases_for(config.quantization, config.soft_steps,
-                               config.hard_steps)
+                               config.hard_steps, config.mixed_precision)
   optimizer = tf.keras.optimizers.Adam(
-      schedule.learning_rate_schedule(config.learning_rate,
-                                      schedule.total_steps(phases)),
+      schedule.LearningRate(config.learning_rate,
+                            schedule.total_steps(phases), config.warmup()),
       global_clipnorm=config.clip_norm or None)
   model.compile(optimizer=optimizer)
-  model(tf.zeros((1, model.downsampling, model.downsampling, 3)))
+  model.create_variables()
   optimizer.build(model.trainable_variables)
   return model, phases
 
@@ -175,7 +271,10 @@ def train(config, train_dir, export_dir=None, verbose=1, card=None,
   config.check(model.downsampling)
   _check_resumable(config, train_dir)
   step = schedule.restore(model, os.path.join(train_dir, "checkpoints"))
-  if not step and config.init_from:
+  if not step and config.init_from_export():
+    # Weights only: a fresh optimizer and schedule, with a warm-up.
+    export.import_weights(model, config.init_from)
+  elif not step and config.init_from:
     # A branch: weights, optimizer state and step count of another run.
     step = schedule.restore(model, config.init_from, required=True)
   total = schedule.total_steps(phases)
@@ -194,14 +293,16 @@ def train(config, train_dir, export_dir=None, verbose=1, card=None,
     sample = next(iter(valid_data))
     callbacks.append(
         SampleReconstructions(sample, os.path.join(train_dir, "samples")))
+    # Before TensorBoard and the progress bar, which show what it logs.
+    callbacks.insert(1, ValidationLog(
+        valid_data, os.path.join(train_dir, VALIDATION_FILE)))
   if step < total:
     logging.info("Training %s (%s) from step %d to %d.", config.model,
                  config.quantization, step, total)
     model.fit(train_data, epochs=epochs,
               steps_per_epoch=config.steps_per_epoch,
               initial_epoch=step // config.steps_per_epoch,
-              validation_data=valid_data, callbacks=callbacks,
-              verbose=verbose)
+              callbacks=callbacks, verbose=verbose)
   if not np.isfinite(model.get_weights()[0]).all():
     raise RuntimeError("Training diverged (non-finite weights).")
   if export_dir:

@@ -1,0 +1,252 @@
+"""Quality ladders: one model, a per-channel step Δ_q and a λ_q per level."""
+
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfc_sth import architectures
+from tfc_sth import bitstream
+from tfc_sth import cli
+from tfc_sth import codec
+from tfc_sth import export
+from tfc_sth import saun
+from tfc_sth import schedule
+from tfc_sth import training
+
+LMBDAS = [0.002, 0.01, 0.05]
+
+
+def _ladder(**kwargs):
+  tf.keras.utils.set_random_seed(0)
+  model = architectures.CompressionModel(
+      num_filters=8, latent_channels=12, delta="channel", lmbdas=LMBDAS,
+      **kwargs)
+  model.create_variables()
+  return model
+
+
+# Δ per level.
+
+def test_log_delta_at_reads_integer_levels_exactly_and_interpolates():
+  table = tf.constant([[0., 1.], [2., -3.], [4., 5.]])
+  np.testing.assert_array_equal(saun.log_delta_at(table, 1), [2., -3.])
+  np.testing.assert_array_equal(saun.log_delta_at(table, 2.), [4., 5.])
+  np.testing.assert_allclose(saun.log_delta_at(table, 0.25), [.5, 0.])
+  np.testing.assert_allclose(saun.log_delta_at(table, 1.5), [3., 1.])
+  # Beyond the ends: the end rows; one level per example: one row each.
+  np.testing.assert_array_equal(saun.log_delta_at(table, 7.), [4., 5.])
+  np.testing.assert_array_equal(
+      saun.log_delta_at(table, tf.constant([2, 0])), [[4., 5.], [0., 1.]])
+
+
+def test_initial_steps_follow_lambda_to_the_minus_one_half():
+  model = _ladder()
+  log_delta = model.latent_codec.log_delta.numpy()
+  assert log_delta.shape == (3, 12)
+  # Δ_q / Δ_q+1 = (λ_q+1 / λ_q)^(1/2); the middle level at Δ = 1.
+  np.testing.assert_allclose(log_delta[:, 0], [
+      math.log(5) / 2, 0., -math.log(5) / 2], rtol=1e-6)
+
+
+def test_levels_must_increase_in_lambda():
+  with pytest.raises(ValueError, match="must increase"):
+    architectures.CompressionModel(delta="channel", lmbdas=[0.01, 0.002])
+
+
+@pytest.mark.parametrize("delta, message", [
+    ("none", "needs delta=channel"), ("hyper", "needs delta=channel")])
+def test_a_ladder_needs_per_channel_steps(delta, message):
+  with pytest.raises(ValueError, match=message):
+    architectures.CompressionModel(delta=delta, lmbdas=LMBDAS)
+
+
+def test_the_loss_weighs_each_example_by_its_levels_lambda():
+  model = _ladder()
+  x = tf.random.stateless_uniform((3, 64, 64, 3), seed=(1, 2))
+  levels = tf.constant([2, 0, 1])
+  loss, bpp, mse = model.rate_distortion(x, training=False, level=levels)
+  # Each example alone at its level, summed by hand.
+  expected = []
+  for i, level in enumerate(levels.numpy()):
+    x_hat, bits = model(x[i:i + 1], level=int(level))
+    error = np.mean((np.clip(x_hat, 0, 1) - x[i:i + 1]) ** 2) * 255 ** 2
+    expected.append((float(bits[0]) / 64 ** 2, error, LMBDAS[level]))
+  rates, errors, lmbdas = np.array(expected).T
+  np.testing.assert_allclose(float(bpp), rates.mean(), rtol=1e-4)
+  np.testing.assert_allclose(float(mse), errors.mean(), rtol=1e-4)
+  np.testing.assert_allclose(float(loss), np.mean(rates + lmbdas * errors),
+                             rtol=1e-4)
+
+
+def test_training_samples_every_level():
+  model = _ladder()
+  levels = model.sample_levels(3000).numpy()
+  assert set(levels) == {0, 1, 2}
+  assert np.bincount(levels).min() > 900
+
+
+def test_config_spaces_lambdas_geometrically():
+  config = training.TrainConfig(qualities=3, lmbda_min=0.002, lmbda=0.05)
+  np.testing.assert_allclose(config.lmbdas(), LMBDAS)
+  assert training.TrainConfig(lmbda=0.03).lmbdas() == [0.03]
+  with pytest.raises(training.ConfigError, match="lmbda_min"):
+    training.TrainConfig(qualities=3, lmbda=0.05).lmbdas()
+
+
+# Mixed precision.
+
+def test_soft_phase_in_bfloat16_hard_phase_in_float32():
+  phases = schedule.phases_for("sth", 3, 2, mixed_precision=True)
+  assert [p.precision for p in phases] == ["mixed_bfloat16", "float32"]
+  model = _ladder()
+  x = tf.random.stateless_uniform((1, 64, 64, 3), seed=(1, 2))
+  reference = model(x, level=1)
+  model.set_precision("mixed_bfloat16")
+  assert model.synthesis.layers[0].compute_dtype == "bfloat16"
+  assert model.latent_codec.hyper_analysis.layers[0].compute_dtype == (
+      "bfloat16")
+  x_hat, bits = model(x, level=1)
+  assert x_hat.dtype == bits.dtype == tf.float32
+  # bfloat16 keeps 8 bits of mantissa: close, not equal.
+  assert not np.array_equal(x_hat, reference[0])
+  np.testing.assert_allclose(x_hat, reference[0], atol=0.05)
+  model.set_precision("float32")
+  np.testing.assert_array_equal(model(x, level=1)[0], reference[0])
+
+
+# The exported ladder.
+
+@pytest.fixture(scope="module")
+def ladder(tiny_ladder_dir):
+  return codec.Codec(str(tiny_ladder_dir))
+
+
+def test_exported_ladder_codes_every_level_exactly(ladder, smooth_image):
+  assert ladder.qualities == 3 and ladder.default_quality == 2
+  image = smooth_image(48, 80, seed=3)
+  sizes = []
+  for quality in (1, 1.5, 2, 2.5, 3):
+    data = ladder.compress(image, quality=quality)
+    header, _ = bitstream.read_header(data)
+    assert header.quality == quality
+    decoded, _ = ladder.decompress(data)
+    reconstruction, _ = ladder.reconstruct(image, quality)
+    np.testing.assert_array_equal(decoded, reconstruction)
+    sizes.append(len(data))
+  assert sizes == sorted(sizes), sizes
+
+
+def test_default_quality_is_the_middle_level(ladder, smooth_image):
+  image = smooth_image(32, 32, seed=4)
+  header, _ = bitstream.read_header(ladder.compress(image))
+  assert header.quality == 2
+  assert ladder.compress(image) == ladder.compress(image, quality=2)
+
+
+@pytest.mark.parametrize("quality", [0, 0.5, 3.01, 4, -1])
+def test_qualities_the_model_lacks_are_refused(ladder, smooth_image, quality):
+  with pytest.raises(codec.QualityError, match="levels 1 to 3"):
+    ladder.compress(smooth_image(16, 16), quality=quality)
+
+
+@pytest.mark.parametrize("quality", ["0", "3.5", "nine"])
+def test_bad_quality_flag_is_a_one_line_usage_error(
+    tiny_ladder_dir, tmp_path, smooth_image, png_bytes, capsys, quality):
+  (tmp_path / "a.png").write_bytes(png_bytes(smooth_image(16, 16)))
+  code = cli.main(["tfc-sth", "compress", str(tmp_path / "a.png"),
+                   f"--model={tiny_ladder_dir}", f"--quality={quality}"])
+  assert code == cli.EXIT_USAGE
+  err = capsys.readouterr().err
+  assert len(err.splitlines()) == 1 and "quality" in err, err
+  assert not (tmp_path / "a.png.tsth").exists()
+
+
+def test_a_file_of_a_level_the_model_lacks_is_refused(ladder, smooth_image):
+  data = ladder.compress(smooth_image(16, 16), quality=3)
+  header, payload = bitstream.read_header(data)
+  forged = bitstream.pack(
+      bitstream.Header(header.model_id, 16, 16, 3, quality=4),
+      bitstream.unpack_strings(payload, ladder.string_names))
+  with pytest.raises(bitstream.BitstreamError, match="quality 4"):
+    ladder.decompress(forged)
+
+
+def test_single_rate_models_ignore_quality_1_and_refuse_others(
+    tiny_codec, smooth_image):
+  image = smooth_image(16, 16)
+  assert tiny_codec.qualities == 1
+  assert tiny_codec.compress(image) == tiny_codec.compress(image, quality=1)
+  with pytest.raises(codec.QualityError, match="levels 1 to 1"):
+    tiny_codec.compress(image, quality=2)
+
+
+# Continuing from an export.
+
+def test_import_weights_restores_what_was_exported(
+    tiny_ladder_dir, ladder, smooth_image):
+  config = training.TrainConfig(
+      num_filters=8, latent_channels=12, delta="channel", qualities=3,
+      lmbda_min=0.002, lmbda=0.05, kernel_parameter="rdft")
+  model, _ = training.build(config)
+  image = smooth_image(64, 64, seed=7)
+  x = tf.constant(image[None] / 255., tf.float32)
+  before, _ = model(x, level=0)
+  export.import_weights(model, str(tiny_ladder_dir))
+  assert int(model.optimizer.iterations) == 0
+  for quality in (1, 3):
+    x_hat, bits = model(x, level=quality - 1)
+    expected, expected_bits = ladder.reconstruct(image, quality)
+    # RDFT coefficients computed back from plain kernels: float rounding.
+    difference = np.abs(np.round(np.clip(x_hat[0], 0, 1) * 255) - expected)
+    assert difference.max() <= 1
+    assert float(bits[0]) == pytest.approx(expected_bits, rel=1e-3)
+  assert np.abs(before[0] * 255 - expected).max() > 1  # It did change.
+
+
+def test_a_single_rate_export_seeds_every_level(tmp_path):
+  single = architectures.CompressionModel(
+      num_filters=8, latent_channels=12, delta="channel", lmbda=0.01)
+  single.create_variables()
+  single.latent_codec.log_delta.assign(tf.range(12, dtype=tf.float32) / 10)
+  export.export(single, str(tmp_path / "single"))
+  ladder = _ladder()
+  spread = ladder.latent_codec.log_delta.numpy()
+  export.import_weights(ladder, str(tmp_path / "single"))
+  np.testing.assert_allclose(ladder.latent_codec.log_delta.numpy(),
+                             spread + np.arange(12) / 10, atol=1e-6)
+  x = tf.random.stateless_uniform((1, 64, 64, 3), seed=(5, 6))
+  np.testing.assert_allclose(
+      ladder.analysis(x), single.analysis(x), atol=1e-4)
+
+
+def test_train_continues_from_an_export_with_a_warm_up(
+    tiny_ladder_dir, train_glob, tmp_path):
+  config = training.TrainConfig(
+      num_filters=8, latent_channels=12, delta="channel", qualities=3,
+      lmbda_min=0.002, lmbda=0.05, soft_steps=2, hard_steps=0,
+      steps_per_epoch=2, batch_size=2, patch_size=64, train_glob=train_glob,
+      init_from=str(tiny_ladder_dir))
+  assert config.warmup() == training.TrainConfig.EXPORT_WARMUP_STEPS
+  model = training.train(config, str(tmp_path / "run"), verbose=0)
+  assert int(model.optimizer.iterations) == 2
+  # Two steps into a 500-step warm-up (and past the decay of this short
+  # schedule), the rate is a few thousandths of the peak's tenth.
+  assert 0 < float(model.optimizer.learning_rate) <= (
+      config.learning_rate / 10 * 3 / config.warmup())
+
+
+# Evaluation sweeps a ladder's levels as one curve.
+
+def test_evaluate_draws_one_curve_per_ladder(tiny_ladder_dir, tmp_path,
+                                             smooth_image, png_bytes, capsys):
+  for i in range(2):
+    (tmp_path / f"{i}.png").write_bytes(png_bytes(smooth_image(40, 48, i)))
+  assert cli.main(["tfc-sth", "evaluate", str(tmp_path), "--anchors=",
+                   f"--model=L={tiny_ladder_dir}"]) == 0
+  out = capsys.readouterr().out
+  rows = [l for l in out.splitlines() if l.startswith("L ")]
+  assert [r.split()[2] for r in rows] == ["q1", "q2", "q3"], out
