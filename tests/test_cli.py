@@ -2,7 +2,6 @@
 
 import os
 import re
-import shutil
 import struct
 import subprocess
 import sys
@@ -378,44 +377,6 @@ def test_decompress_one_bad_among_several(compressed, tmp_path, models_env,
   assert _listing(tmp_path / "out") == ["photo.tsth.png"]
   assert read_png_array(tmp_path / "out" / "photo.tsth.png").shape == (
       40, 56, 3)
-
-
-# One core or two: the same decoded pixels.
-
-def _cores():
-  try:
-    return len(os.sched_getaffinity(0))
-  except AttributeError:
-    return os.cpu_count() or 1
-
-
-@pytest.mark.skipif(shutil.which("taskset") is None,
-                    reason="taskset (util-linux) is not installed")
-@pytest.mark.skipif(_cores() < 2,
-                    reason="needs at least 2 usable CPU cores to compare "
-                    "one-core and two-core decoding")
-def test_decoding_is_identical_on_one_and_two_cores(tmp_path):
-  """With the default model: its full-size convolutions are what counts."""
-  env = dict(os.environ, PYTHONPATH=REPO_ROOT, TF_CPP_MIN_LOG_LEVEL="3")
-  one_core = ["taskset", "-c", "0"]
-
-  def run(*args, prefix=()):
-    result = subprocess.run(
-        [*prefix, sys.executable, SCRIPT, *map(str, args)], env=env,
-        cwd=tmp_path, capture_output=True, text=True, timeout=600,
-        check=False)
-    assert result.returncode == 0, result.stderr
-    return result
-
-  run("compress", SAMPLE, "-o", tmp_path / "sample.tsth", prefix=one_core)
-  run("decompress", tmp_path / "sample.tsth", "-o", tmp_path / "one.png",
-      prefix=one_core)
-  run("decompress", tmp_path / "sample.tsth", "-o", tmp_path / "two.png")
-  one, one_channels = image_io.read_png(tmp_path / "one.png")
-  two, two_channels = image_io.read_png(tmp_path / "two.png")
-  assert one.shape == two.shape == (512, 768, 3)
-  assert one_channels == two_channels == 3
-  np.testing.assert_array_equal(one, two)
 
 
 @pytest.mark.parametrize("command", [

@@ -12,6 +12,7 @@ import tensorflow as tf
 
 from tfc_sth import architectures
 from tfc_sth import export
+from tfc_sth import pretrained
 
 
 QUALITY = {"quality": tf.constant(1.)}
@@ -57,7 +58,7 @@ def test_model_info_matches_model_json(exported):
   directory, loaded = exported
   info = {k: v.numpy() for k, v in loaded.signatures["model_info"]().items()}
   info.update({k: info[k].decode() for k in ("model_id", "config")})
-  with open(os.path.join(directory, export.INFO_FILE)) as f:
+  with open(os.path.join(directory, pretrained.INFO_FILE)) as f:
     saved = json.load(f)
   assert info["qualities"] == info["default_quality"] == 1
   assert info["model_id"] == saved["model_id"]
@@ -146,3 +147,17 @@ def test_inference_copy_computes_what_the_model_computes(freeze):
   np.testing.assert_allclose(x_copy, x_model, atol=1e-4)
   np.testing.assert_allclose(bits_copy, bits_model, rtol=1e-3)
   assert not hasattr(copy, "optimizer") or copy.optimizer is None
+
+
+def test_a_model_left_in_bfloat16_exports_float32_kernels():
+  """`noise` to the end under --mixed_precision never returns to float32."""
+  model = architectures.CompressionModel(num_filters=8, latent_channels=12)
+  model.create_variables()
+  expected = [l.kernel.numpy() for l in export._convs(model)]  # pylint: disable=protected-access
+  model.set_precision("mixed_bfloat16")
+  copy = export.inference_copy(model)
+  for kernel, layer in zip(expected, export._convs(copy)):  # pylint: disable=protected-access
+    # Within exact's rounding of h_s kernels (2^-15 of the largest), far
+    # below bfloat16's (2^-9 of each).
+    np.testing.assert_allclose(layer.kernel_parameter.numpy(), kernel,
+                               rtol=0, atol=2e-5)

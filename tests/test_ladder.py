@@ -250,3 +250,22 @@ def test_evaluate_draws_one_curve_per_ladder(tiny_ladder_dir, tmp_path,
   out = capsys.readouterr().out
   rows = [l for l in out.splitlines() if l.startswith("L ")]
   assert [r.split()[2] for r in rows] == ["q1", "q2", "q3"], out
+
+
+def test_a_ladder_seeds_a_ladder_with_other_lmbdas(tmp_path):
+  source = _ladder()
+  table = np.arange(36, dtype=np.float32).reshape(3, 12) / 10
+  source.latent_codec.log_delta.assign(table)
+  export.export(source, str(tmp_path / "source"))
+  low, middle, high = LMBDAS
+  # Below the range by 4x, halfway (in log λ) between two levels, a level,
+  # above the range by 9x.
+  lmbdas = [low / 4, math.sqrt(low * middle), high, high * 9]
+  target = architectures.CompressionModel(
+      num_filters=8, latent_channels=12, delta="channel", lmbdas=lmbdas)
+  target.create_variables()
+  export.import_weights(target, str(tmp_path / "source"))
+  expected = [table[0] + math.log(2), (table[0] + table[1]) / 2, table[2],
+              table[2] - math.log(3)]
+  np.testing.assert_allclose(target.latent_codec.log_delta.numpy(), expected,
+                             atol=1e-5)

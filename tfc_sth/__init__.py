@@ -1,9 +1,16 @@
 """tfc-sth: soft-then-hard quantization for learned image compression on tfc.
 
-Modules, in the order of the method: `quantization` (modes), `saun` (Δ),
-`entropy_models`, `transforms`, `latent_codecs`, `architectures`,
-`schedule` (the two-phase fit), `data`, `training`, `export`, `bitstream`,
-`codec`, `image_io`, `pretrained`, `cli`.
+Modules, by side (an arrow: may import):
+
+  model     quantization (modes), saun (Δ), entropy_models, exact,
+            context_models, transforms, latent_codecs, architectures
+  training  schedule (strategies as phases), data, training, ablation
+            -> model, export
+  export    export (SavedModel signatures, model card) -> model, runtime
+  runtime   bitstream, codec, image_io, pretrained (model lookup)
+            -> tensorflow and tensorflow_compression only
+  tools     evaluate, anchors, metrics, bench, fuzz -> runtime, training
+  cli       parses and dispatches
 
 Submodules are imported on use, so that `import tfc_sth` stays cheap.
 """

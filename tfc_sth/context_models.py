@@ -19,9 +19,12 @@ index are identical on both sides of the channel.
 import numpy as np
 import tensorflow as tf
 
+from tfc_sth import exact
 
-class CausalContext(tf.keras.layers.Layer):
-  """A k x k convolution masked to the positions before the centre."""
+
+class CausalContext(exact.Layer, tf.keras.layers.Layer):
+  """A k x k convolution masked to the positions before the centre; exact
+  (see `exact.py`) when asked."""
 
   def __init__(self, filters, kernel_size=5, **kwargs):
     super().__init__(**kwargs)
@@ -49,9 +52,20 @@ class CausalContext(tf.keras.layers.Layer):
     self.mask = tf.constant(mask)
     super().build(input_shape)
 
+  @property
+  def kernel_variable(self):
+    return self.kernel
+
+  def _operands(self, inputs, kernel):
+    if not self.exact:
+      return inputs, kernel, self.bias
+    return (exact.snap(inputs), tf.cast(kernel, tf.float64),
+            tf.cast(self.bias, tf.float64))
+
   def call(self, y_hat):
-    outputs = tf.nn.conv2d(y_hat, self.kernel * self.mask, 1, "SAME")
-    return tf.nn.bias_add(outputs, self.bias)
+    y_hat, kernel, bias = self._operands(y_hat, self.kernel * self.mask)
+    outputs = tf.nn.bias_add(tf.nn.conv2d(y_hat, kernel, 1, "SAME"), bias)
+    return tf.cast(outputs, tf.float32)
 
   def tap_kernel(self):
     """The kernel's causal taps as a [taps * channels, filters] matrix."""
@@ -66,7 +80,8 @@ class CausalContext(tf.keras.layers.Layer):
     """
     shape = tf.shape(neighbours)
     flat = tf.reshape(neighbours, tf.concat([shape[:-2], [-1]], 0))
-    return tf.matmul(flat, tap_kernel) + self.bias
+    flat, tap_kernel, bias = self._operands(flat, tap_kernel)
+    return tf.cast(tf.matmul(flat, tap_kernel) + bias, tf.float32)
 
   def get_config(self):
     return dict(super().get_config(), filters=self.filters,

@@ -45,8 +45,9 @@ import tensorflow as tf
 import tensorflow_compression as tfc
 
 from tfc_sth import architectures
-
-INFO_FILE = "model.json"
+from tfc_sth import exact
+from tfc_sth import pretrained
+from tfc_sth import saun
 
 
 def default_quality(qualities):
@@ -79,7 +80,8 @@ def to_uint8(x_hat, image_shape):
 
 
 def inference_copy(model):
-  """A copy of `model` for export: plain kernels, no optimizer state.
+  """A copy of `model` for export: plain kernels, no optimizer state, and
+  entropy parameters computed exactly (`exact.py`).
 
   The training parameterisation of the kernels (RDFT) would be re-computed
   at every call, and a compiled model carries its optimizer, whose slots
@@ -95,13 +97,19 @@ def inference_copy(model):
         os.path.join(directory, "weights"))
     tf.train.Checkpoint(model=copy).read(path).expect_partial()
   for source, target in zip(_convs(model), _convs(copy), strict=True):
-    target.kernel_parameter.assign(source.kernel)
+    # Computed in float32 even if the model runs in bfloat16 (`noise` to
+    # the end under --mixed_precision has no float32 phase).
+    parameter = source.kernel_parameter
+    target.kernel_parameter.assign(
+        parameter() if callable(parameter) else parameter)
+  for network in copy.latent_codec.entropy_parameter_networks:
+    exact.make_exact(network)
   return copy
 
 
 def is_export(path):
   return all(os.path.isfile(os.path.join(path, name))
-             for name in ("saved_model.pb", INFO_FILE))
+             for name in ("saved_model.pb", pretrained.INFO_FILE))
 
 
 def _convs(model):
@@ -112,11 +120,12 @@ def import_weights(model, directory):
   """Sets the weights of `model` (built) from an exported SavedModel.
 
   The inverse of `inference_copy`: plain kernels go back into the model's
-  kernel parameterisation. The architecture must match. A single-rate
-  export may seed a ladder: its per-channel log Δ is added to every level's
-  initial one.
+  kernel parameterisation. The architecture must match; the λs need not:
+  a per-channel log Δ is carried to the model's λs by
+  `saun.resample_log_delta`, so a single-rate export seeds a ladder and a
+  ladder seeds a wider or finer one.
   """
-  with open(os.path.join(directory, INFO_FILE)) as f:
+  with open(os.path.join(directory, pretrained.INFO_FILE)) as f:
     config = dict(json.load(f)["config"], kernel_parameter="variable")
   source = architectures.CompressionModel.from_config(config)
   source.create_variables()
@@ -124,13 +133,12 @@ def import_weights(model, directory):
       os.path.join(directory, "variables", "variables")
   ).assert_existing_objects_matched().expect_partial()
   codec = source.latent_codec
-  if source.qualities != model.qualities:
-    if source.qualities != 1 or not hasattr(codec, "log_delta"):
-      raise ValueError(f"{directory} has {source.qualities} quality levels, "
-                       f"the model {model.qualities}")
+  if source.lmbdas != model.lmbdas and hasattr(codec, "log_delta"):
+    table = saun.resample_log_delta(
+        codec.log_delta.numpy(), source.lmbdas, model.lmbdas)
     # Tracked under the same name, so it is what the copy below reads.
     codec.log_delta = tf.Variable(
-        model.latent_codec.log_delta + codec.log_delta[None])
+        table if model.qualities > 1 else table[0])
   with tempfile.TemporaryDirectory() as temporary:
     path = tf.train.Checkpoint(model=source).write(
         os.path.join(temporary, "weights"))
@@ -232,6 +240,6 @@ def export(model, directory, card=None):
   tf.saved_model.save(codec, directory, signatures=codec.signatures())
   info = dict(model_id=codec.model_id, architecture=model.architecture,
               config=codec.model.get_config(), card=card or {})
-  with open(os.path.join(directory, INFO_FILE), "w") as f:
+  with open(os.path.join(directory, pretrained.INFO_FILE), "w") as f:
     json.dump(info, f, indent=2, sort_keys=True)
   return codec.model_id

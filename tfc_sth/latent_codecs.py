@@ -71,6 +71,12 @@ class LatentCodec(tf.keras.layers.Layer):
     """Its convolutional transforms (h_a, h_s), which may run in bfloat16."""
     return []
 
+  @property
+  def entropy_parameter_networks(self):
+    """The networks that both sides run to get entropy parameters, which
+    must agree bit for bit: exact at inference (`exact.make_exact`)."""
+    return []
+
   def build_tables(self):
     for layer in self.entropy_layers:
       layer.build_tables()
@@ -193,6 +199,10 @@ class Hyperprior(LatentCodec):
   def transforms(self):
     return [self.hyper_analysis, self.hyper_synthesis]
 
+  @property
+  def entropy_parameter_networks(self):
+    return [self.hyper_synthesis]
+
   def _hyper_analysis(self, y):
     return tf.cast(self.hyper_analysis(self._hyper_input(y)), tf.float32)
 
@@ -289,9 +299,9 @@ def _entropy_parameters(channels, outputs):
   """1x1 layers from (hyper features, context) to (μ, log σ); Dense works
   both on whole latents and on the rows of one wavefront."""
   return tf.keras.Sequential([
-      tf.keras.layers.Dense(channels * 10 // 3, tf.nn.leaky_relu),
-      tf.keras.layers.Dense(channels * 8 // 3, tf.nn.leaky_relu),
-      tf.keras.layers.Dense(outputs),
+      transforms.Dense(channels * 10 // 3, tf.nn.leaky_relu),
+      transforms.Dense(channels * 8 // 3, tf.nn.leaky_relu),
+      transforms.Dense(outputs),
   ], name="entropy_parameters")
 
 
@@ -324,6 +334,10 @@ class JointAutoregressive(Hyperprior):
     self.context.build(input_shape)
     self.entropy_parameters.build((None, 4 * self.latent_channels))
     super().build(input_shape)
+
+  @property
+  def entropy_parameter_networks(self):
+    return [self.hyper_synthesis, self.context, self.entropy_parameters]
 
   def _gaussian(self, features, context_output):
     params = self.entropy_parameters(
@@ -445,6 +459,11 @@ class ChannelwiseAutoregressive(Hyperprior):
                              for k in range(self.num_slices)]
     self.residual_transforms = [transform("lrp", k)
                                 for k in range(self.num_slices)]
+
+  @property
+  def entropy_parameter_networks(self):
+    return [self.hyper_synthesis, *self.mean_transforms,
+            *self.scale_transforms, *self.residual_transforms]
 
   def _slices(self, features, delta, code):
     """ŷ slice by slice; `code(k, loc, log_scale, Δ_k)` -> ŷ_k before LRP."""

@@ -9,9 +9,9 @@ SavedModel directory with a `model.json` beside `saved_model.pb`.
 import json
 import os
 
-from tfc_sth import export
-
 DEFAULT_MODEL = "mean-scale-sth"
+# Beside saved_model.pb: the model id, architecture, configuration and card.
+INFO_FILE = "model.json"
 
 
 class ModelNotFoundError(LookupError):
@@ -39,7 +39,7 @@ def is_model_dir(path):
 
 
 def read_info(path):
-  with open(os.path.join(path, export.INFO_FILE)) as f:
+  with open(os.path.join(path, INFO_FILE)) as f:
     return json.load(f)
 
 
@@ -74,7 +74,7 @@ def find(model_id, extra=()):
   candidates = [p for p in extra if is_model_dir(p)]
   candidates += list(available().values())
   for path in candidates:
-    if os.path.isfile(os.path.join(path, export.INFO_FILE)) and (
+    if os.path.isfile(os.path.join(path, INFO_FILE)) and (
         read_info(path)["model_id"] == model_id):
       return path
   raise ModelNotFoundError(

@@ -24,6 +24,8 @@ the hyper-latent ẑ.
 
 import math
 
+import numpy as np
+
 import tensorflow as tf
 import tensorflow_compression as tfc
 
@@ -65,3 +67,24 @@ def log_delta_at(table, level):
   high = tf.minimum(low + 1, tf.cast(last, tf.int32))
   return (tf.gather(table, low) * (1. - weight)
           + tf.gather(table, high) * weight)
+
+
+def resample_log_delta(table, lmbdas, new_lmbdas):
+  """A [levels, channels] table of log Δ for a ladder's λs, from another's.
+
+  Between the source's λs, log Δ is interpolated linearly in log λ; beyond
+  them it follows the high-rate law Δ ∝ λ^(-1/2) from the nearest level. A
+  single-rate table ([channels]) is a ladder of one level.
+  """
+  table = np.reshape(table, (len(lmbdas), -1))
+  source = np.log(lmbdas)
+  rows = []
+  for lmbda in np.log(new_lmbdas):
+    nearest = int(np.argmin(np.abs(source - lmbda)))
+    if source[0] <= lmbda <= source[-1] and len(source) > 1:
+      high = int(np.clip(np.searchsorted(source, lmbda), 1, len(source) - 1))
+      weight = (lmbda - source[high - 1]) / (source[high] - source[high - 1])
+      rows.append((1 - weight) * table[high - 1] + weight * table[high])
+    else:
+      rows.append(table[nearest] + (source[nearest] - lmbda) / 2)
+  return np.stack(rows).astype(np.float32)

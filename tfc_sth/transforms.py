@@ -30,6 +30,8 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_compression as tfc
 
+from tfc_sth import exact
+
 
 class RDFTKernel(tfc.RDFTParameter):
   """tfc's RDFT kernel parameter, with the inverse RDFT as a matrix product.
@@ -68,10 +70,11 @@ class RDFTKernel(tfc.RDFTParameter):
     return kernel if compute_dtype is None else tf.cast(kernel, compute_dtype)
 
 
-class SignalConv2D(tfc.SignalConv2D):
+class SignalConv2D(exact.Layer, tfc.SignalConv2D):
   """tfc's `SignalConv2D` with faster "rdft" kernels and 2x upsampling.
 
-  Same variables and same outputs (up to float rounding) as tfc's layer.
+  Same variables and same outputs (up to float rounding) as tfc's layer;
+  exact (see `exact.py`) in float64 on fixed-point operands when asked.
   """
 
   # Measured on oneDNN: for many output channels a SAME transposed
@@ -139,7 +142,26 @@ class SignalConv2D(tfc.SignalConv2D):
     padded = tf.pad(inputs, [(0, 0), *padding, (0, 0)])
     return tf.nn.conv2d(padded, kernel, self.strides_down, "VALID")
 
+  @property
+  def kernel_variable(self):
+    return self.kernel_parameter
+
+  @property
+  def kernel(self):
+    kernel = super().kernel
+    return tf.cast(kernel, tf.float64) if self.exact else kernel
+
+  @property
+  def bias(self):
+    bias = super().bias
+    return tf.cast(bias, tf.float64) if self.exact else bias
+
   def call(self, inputs):
+    if self.exact:
+      return tf.cast(self._call(exact.snap(inputs)), tf.float32)
+    return self._call(inputs)
+
+  def _call(self, inputs):
     if not self._fast_up:
       return super().call(inputs)
     if self.filters >= self.MIN_TRANSPOSED_FILTERS:
@@ -167,6 +189,21 @@ class GDN(tfc.GDN):
   @property
   def epsilon(self):
     return tf.cast(super().epsilon, self.compute_dtype)
+
+
+class Dense(exact.Layer, tf.keras.layers.Dense):
+  """Keras's `Dense`, exact (see `exact.py`) when asked."""
+
+  @property
+  def kernel_variable(self):
+    return self.kernel
+
+  def call(self, inputs):
+    if not self.exact:
+      return super().call(inputs)
+    outputs = tf.matmul(exact.snap(inputs), tf.cast(self.kernel, tf.float64))
+    outputs = self.activation(outputs + tf.cast(self.bias, tf.float64))
+    return tf.cast(outputs, tf.float32)
 
 
 def set_precision(transform, policy):

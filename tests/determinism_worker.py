@@ -1,0 +1,49 @@
+"""Codes with exported models in a process of its own, for
+test_determinism.py: the thread count and oneDNN's instruction set are
+fixed per process, by the environment.
+
+    python determinism_worker.py encode|decode OUT_DIR IMAGE.png MODEL_DIR...
+
+`encode` writes OUT_DIR/<i>.tsth; both write OUT_DIR/<i>.<tag>.npy (the
+decoded pixels, or the one-line error) and OUT_DIR/<tag>.json, which
+records a float32 product whose summation order depends on threads and
+ISA: the proof that this process sums differently from another.
+"""
+
+import hashlib
+import json
+import os
+import sys
+
+import numpy as np
+import tensorflow as tf
+
+from tfc_sth import codec
+from tfc_sth import image_io
+
+
+def main(stage, out_dir, image_path, *models):
+  tag = os.environ["WORKER_TAG"]
+  image, _ = image_io.read_png(image_path)
+  for i, model in enumerate(models):
+    coder = codec.Codec(model)
+    path = os.path.join(out_dir, f"{i}.tsth")
+    if stage == "encode":
+      with open(path, "wb") as f:
+        f.write(coder.compress(image))
+    with open(path, "rb") as f:
+      try:
+        decoded = coder.decompress(f.read())[0]
+      except ValueError as e:  # A refused file: the test reports it.
+        decoded = np.array(str(e))
+    np.save(os.path.join(out_dir, f"{i}.{tag}.npy"), decoded)
+  generator = tf.random.Generator.from_seed(1)
+  # The issue's case: one row times a [2304, 384] matrix.
+  rows = tf.matmul(generator.normal((1, 2304)), generator.normal((2304, 384)))
+  with open(os.path.join(out_dir, f"{tag}.json"), "w") as f:
+    json.dump(dict(float_rows=hashlib.sha256(rows.numpy().tobytes())
+                   .hexdigest()), f)
+
+
+if __name__ == "__main__":
+  main(*sys.argv[1:])
