@@ -68,9 +68,11 @@ class CausalContext(exact.Layer, tf.keras.layers.Layer):
     return tf.cast(outputs, tf.float32)
 
   def tap_kernel(self):
-    """The kernel's causal taps as a [taps * channels, filters] matrix."""
+    """The kernel's causal taps as a [taps * channels, filters] matrix (in
+    float64 when exact: cast once per image, not per wavefront)."""
     kernel = tf.gather_nd(self.kernel, self.taps + self.radius)
-    return tf.reshape(kernel, (-1, self.filters))
+    kernel = tf.reshape(kernel, (-1, self.filters))
+    return tf.cast(kernel, tf.float64) if self.exact else kernel
 
   def at(self, neighbours, tap_kernel):
     """The output at positions whose causal taps are `neighbours`.

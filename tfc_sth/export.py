@@ -90,12 +90,7 @@ def inference_copy(model):
   config = dict(model.get_config(), kernel_parameter="variable")
   copy = architectures.CompressionModel.from_config(config)
   copy.create_variables()
-  # Variables are matched by their path in the object graph, which does not
-  # depend on which layers are frozen; only the kernels differ in kind.
-  with tempfile.TemporaryDirectory() as directory:
-    path = tf.train.Checkpoint(model=model).write(
-        os.path.join(directory, "weights"))
-    tf.train.Checkpoint(model=copy).read(path).expect_partial()
+  _copy_variables(model, copy)
   for source, target in zip(_convs(model), _convs(copy), strict=True):
     # Computed in float32 even if the model runs in bfloat16 (`noise` to
     # the end under --mixed_precision has no float32 phase).
@@ -110,6 +105,16 @@ def inference_copy(model):
 def is_export(path):
   return all(os.path.isfile(os.path.join(path, name))
              for name in ("saved_model.pb", pretrained.INFO_FILE))
+
+
+def _copy_variables(source, target):
+  """Every variable the two models share, matched by its path in the object
+  graph (which does not depend on which layers are frozen); kernels of
+  another parameterisation are left to the caller."""
+  with tempfile.TemporaryDirectory() as directory:
+    path = tf.train.Checkpoint(model=source).write(
+        os.path.join(directory, "weights"))
+    tf.train.Checkpoint(model=target).read(path).expect_partial()
 
 
 def _convs(model):
@@ -139,10 +144,7 @@ def import_weights(model, directory):
     # Tracked under the same name, so it is what the copy below reads.
     codec.log_delta = tf.Variable(
         table if model.qualities > 1 else table[0])
-  with tempfile.TemporaryDirectory() as temporary:
-    path = tf.train.Checkpoint(model=source).write(
-        os.path.join(temporary, "weights"))
-    tf.train.Checkpoint(model=model).read(path).expect_partial()
+  _copy_variables(source, model)
   for plain, target in zip(_convs(source), _convs(model), strict=True):
     parameter = target.kernel_parameter
     if isinstance(parameter, tfc.RDFTParameter):
