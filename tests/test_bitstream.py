@@ -20,7 +20,7 @@ STRINGS = {
 }
 NAMES = ("y_string", "z_string")
 # Offsets of the layout documented in bitstream.py.
-HEADER_END = 29 + len(MODEL_ID)  # Where the payload starts.
+HEADER_END = 31 + len(MODEL_ID)  # Where the payload starts.
 
 
 def _packed():
@@ -40,7 +40,7 @@ def _with_payload(payload, header=HEADER):
   model_id = model_id.encode("ascii")
   head = (bitstream.MAGIC + bytes([bitstream.VERSION, len(model_id)]) +
           model_id + struct.pack(">IIBH", height, width, channels, quality) +
-          CHECKSUM)
+          CHECKSUM + struct.pack(">H", 0))
   return head + struct.pack(">I", zlib.crc32(head + payload)) + payload
 
 
@@ -58,7 +58,7 @@ def _example(**features):
 def test_round_trip(channels):
   header = bitstream.Header(MODEL_ID, 1, bitstream.MAX_SIDE, channels)
   data = bitstream.pack(header, STRINGS)
-  assert data.startswith(b"TSTH\x02")
+  assert data.startswith(b"TSTH\x03")
   read, payload = bitstream.read_header(data)
   assert read == header
   assert data.endswith(payload) and len(payload) > 0
@@ -80,12 +80,13 @@ def test_round_trip_names_order_does_not_matter():
 def test_layout_matches_documentation():
   data = _packed()
   assert data[:4] == b"TSTH"
-  assert data[4] == 2
+  assert data[4] == 3
   assert data[5] == len(MODEL_ID)
   assert data[6:6 + len(MODEL_ID)] == MODEL_ID.encode("ascii")
   assert struct.unpack_from(">IIBH", data, 6 + len(MODEL_ID)) == (
       70, 130, 3, 425)
   assert data[17 + len(MODEL_ID):25 + len(MODEL_ID)] == CHECKSUM
+  assert data[25 + len(MODEL_ID):27 + len(MODEL_ID)] == b"\x00\x00"  # T
   crc, = struct.unpack_from(">I", data, HEADER_END - 4)
   assert crc == zlib.crc32(data[:HEADER_END - 4] + data[HEADER_END:])
   packed = tfc.PackedTensors(data[HEADER_END:])
@@ -114,6 +115,42 @@ def test_reads_version_1_as_quality_1():
   assert header == bitstream.Header(MODEL_ID, 70, 130, 3, quality=1.)
   assert header.checksum == bytes(8)
   assert read_payload == payload
+
+
+def test_reads_version_2_as_one_piece():
+  # Version 2 had no tile side: its payload is one string per name.
+  model_id = MODEL_ID.encode("ascii")
+  head = (b"TSTH\x02" + bytes([len(model_id)]) + model_id +
+          struct.pack(">IIBH", 70, 130, 3, 425) + CHECKSUM)
+  payload = _packed()[HEADER_END:]
+  data = head + struct.pack(">I", zlib.crc32(head + payload)) + payload
+  header, read_payload = bitstream.read_header(data)
+  assert header == HEADER and header.tile == 0
+  assert bitstream.unpack_strings(read_payload, NAMES)["y_string"].shape == [1]
+
+
+def test_tiled_round_trip():
+  header = bitstream.Header(MODEL_ID, 3000, 2000, 3, 2., CHECKSUM, tile=64)
+  strings = {"y_string": tf.constant([b"a", b"", b"c"]),
+             "z_string": tf.constant([b"x", b"y", b"z"])}
+  checksums = [bytes([i] * 8) for i in range(3)]
+  read, payload = bitstream.read_header(
+      bitstream.pack(header, strings, checksums))
+  assert read == header
+  out, out_checksums = bitstream.unpack_strings(payload, NAMES, tiles=3)
+  assert out["y_string"].numpy().tolist() == [b"a", b"", b"c"]
+  assert out["z_string"].numpy().tolist() == [b"x", b"y", b"z"]
+  assert out_checksums == checksums
+  with pytest.raises(bitstream.BitstreamError, match="strings missing"):
+    bitstream.unpack_strings(payload, NAMES, tiles=4)
+
+
+def test_tile_checksums_of_another_length_are_refused():
+  header = bitstream.Header(MODEL_ID, 30, 20, 3, tile=16)
+  data = bitstream.pack(header, {"y_string": tf.constant([b"a"])}, [b"1234"])
+  _, payload = bitstream.read_header(data)
+  with pytest.raises(bitstream.BitstreamError, match="tile checksums"):
+    bitstream.unpack_strings(payload, ["y_string"], tiles=1)
 
 
 @pytest.mark.parametrize("quality, recorded", [
@@ -173,7 +210,7 @@ def test_wrong_magic(data):
     bitstream.read_header(data)
 
 
-@pytest.mark.parametrize("version", [0, 3, 255])
+@pytest.mark.parametrize("version", [0, 4, 255])
 def test_unsupported_version(version):
   data = bytearray(_packed())
   data[4] = version

@@ -1,5 +1,6 @@
 """The `tfc-sth` command line, in process (main) and as a script (bin/tfc-sth)."""
 
+import dataclasses
 import os
 import re
 import struct
@@ -258,17 +259,19 @@ def _tsth_inputs(data, tiny_codec):
   flipped = bytearray(data)
   flipped[len(data) // 2] ^= 0x08
   header, payload = bitstream.read_header(data)
-  strings = bitstream.unpack_strings(payload, tiny_codec.string_names)
+  strings, checksums = bitstream.unpack_strings(
+      payload, tiny_codec.string_names, tiles=1)
   head = data[:len(data) - len(payload) - 4]  # Without checksum and payload.
-  fake = bitstream.Header("mean_scale_hyperprior-000000000000", header.height,
-                          header.width, header.channels)
+  fake = dataclasses.replace(header,
+                             model_id="mean_scale_hyperprior-000000000000")
   return {
       "empty": (b"", "bad magic"),
       "png": (b"\x89PNG\r\n\x1a\n" + b"\x00" * 30, "bad magic"),
       "truncated_header": (data[:20], "truncated"),
       "truncated": (data[:-5], "checksum"),
       "bit_flip": (bytes(flipped), "checksum"),
-      "unknown_model": (bitstream.pack(fake, strings), "not installed"),
+      "unknown_model": (bitstream.pack(fake, strings, checksums),
+                        "not installed"),
       "empty_payload": (head + struct.pack(">I", zlib.crc32(head)),
                         "corrupted payload"),
   }

@@ -1,6 +1,7 @@
 """Decoding never hangs and never returns silent garbage: tables without
 escapes, a checksum of the symbols, a limit on declared sizes, fuzzing."""
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -19,16 +20,18 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 @pytest.fixture(scope="module")
 def coded(tiny_codec, smooth_image):
-  """(the tiny model's file of a 64x96 image, its header, its strings)."""
+  """(the tiny model's file of a 64x96 image, one tile: its header, its
+  strings, its tile's symbol checksum)."""
   data = tiny_codec.compress(smooth_image(64, 96, seed=11))
   header, payload = bitstream.read_header(data)
-  return data, header, bitstream.unpack_strings(payload,
-                                                tiny_codec.string_names)
+  return (data, header, *bitstream.unpack_strings(
+      payload, tiny_codec.string_names, tiles=1))
 
 
 def _with_y_string(coded, y_string):
-  _, header, strings = coded
-  return bitstream.pack(header, dict(strings, y_string=tf.constant([y_string])))
+  _, header, strings, checksums = coded
+  return bitstream.pack(
+      header, dict(strings, y_string=tf.constant([y_string])), checksums)
 
 
 # The file that hung tfc's escape decoding: a real z_string, y = ff f0 00 00.
@@ -66,24 +69,29 @@ def test_crafted_payloads_are_refused(coded, tiny_codec, y_string):
 
 
 def test_a_changed_symbol_checksum_is_refused(coded, tiny_codec):
-  data, header, strings = coded
+  data, header, strings, checksums = coded
   tiny_codec.decompress(data)  # The original decodes.
   for byte in range(8):
-    checksum = bytearray(header.checksum)
+    checksum = bytearray(checksums[0])
     checksum[byte] ^= 0x40
-    forged = bitstream.pack(
-        bitstream.Header(header.model_id, header.height, header.width, 3,
-                         header.quality, bytes(checksum)), strings)
-    with pytest.raises(bitstream.BitstreamError,
-                       match="symbol checksum mismatch"):
-      tiny_codec.decompress(forged)
+    for forged in [
+        # The tile's checksum, and the header's to match it: the model's
+        # decoder refuses; the header's alone: the fingerprint differs.
+        bitstream.pack(dataclasses.replace(
+            header, checksum=codec._combined([bytes(checksum)], header.height, header.width)),
+            strings, [bytes(checksum)]),
+        bitstream.pack(dataclasses.replace(header, checksum=bytes(checksum)),
+                       strings, checksums)]:
+      with pytest.raises(bitstream.BitstreamError,
+                         match="symbol checksum mismatch"):
+        tiny_codec.decompress(forged)
 
 
 def test_declared_sizes_over_the_limit_are_refused(coded, tiny_codec):
-  _, header, strings = coded
-  huge = bitstream.pack(bitstream.Header(header.model_id, 16000, 16000, 3,
-                                         header.quality, header.checksum),
-                        strings)
+  _, header, strings, checksums = coded
+  huge = bitstream.pack(
+      dataclasses.replace(header, height=16000, width=16000), strings,
+      checksums)
   with pytest.raises(bitstream.BitstreamError, match="over the decoding limit"):
     tiny_codec.decompress(huge)
   with pytest.raises(bitstream.BitstreamError, match="over the decoding limit"):

@@ -7,6 +7,7 @@ import stat
 import numpy as np
 from PIL import Image
 import pytest
+import tensorflow as tf
 
 from tfc_sth import image_io
 
@@ -231,6 +232,24 @@ def test_encode_decode_round_trip(channels):
   decoded, decoded_channels = image_io.decode_png(data)
   assert decoded_channels == channels
   np.testing.assert_array_equal(decoded, image)
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_png_in_bands_decodes_with_libpng(channels):
+  # Bands of 4 rows, the last one short: the filter must carry the row above
+  # from band to band. libpng (through TensorFlow) is the reference reader.
+  image = _random((11, 9, 3), seed=5)
+  data = b"".join(image_io.png_chunks(image, channels, rows=4))
+  decoded = tf.io.decode_png(data, channels=3).numpy()
+  expected = np.repeat(image[..., :1], 3, -1) if channels == 1 else image
+  np.testing.assert_array_equal(decoded, expected)
+
+
+def test_write_atomically_takes_pieces(tmp_path):
+  path = tmp_path / "out.png"
+  image = _random((7, 3, 3), seed=2)
+  image_io.write_atomically(str(path), image_io.png_chunks(image, rows=2))
+  np.testing.assert_array_equal(image_io.read_png(str(path))[0], image)
 
 
 # write_atomically.

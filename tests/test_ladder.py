@@ -1,5 +1,6 @@
 """Quality ladders: one model, a per-channel step Δ_q and a λ_q per level."""
 
+import dataclasses
 import math
 import subprocess
 import sys
@@ -169,8 +170,8 @@ def test_a_file_of_a_level_the_model_lacks_is_refused(ladder, smooth_image):
   data = ladder.compress(smooth_image(16, 16), quality=3)
   header, payload = bitstream.read_header(data)
   forged = bitstream.pack(
-      bitstream.Header(header.model_id, 16, 16, 3, quality=4),
-      bitstream.unpack_strings(payload, ladder.string_names))
+      dataclasses.replace(header, quality=4),
+      *bitstream.unpack_strings(payload, ladder.string_names, tiles=1))
   with pytest.raises(bitstream.BitstreamError, match="quality 4"):
     ladder.decompress(forged)
 

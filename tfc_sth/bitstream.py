@@ -4,25 +4,31 @@ Layout (integers big-endian):
 
     offset  size  field
     0       4     magic b"TSTH"
-    4       1     format version (2)
+    4       1     format version (3)
     5       1     L, length of the model id
     6       L     model id, ASCII (e.g. "mean_scale_hyperprior-3f2a9c01d4e7")
     6+L     4     image height (at most 32768)
     10+L    4     image width (at most 32768; at most 2**28 pixels in all)
     14+L    1     channels to decode to (1: grayscale, 3: RGB)
     15+L    2     quality level × 100 (so 1.00 to 655.35 in steps of 0.01)
-    17+L    8     checksum of the coded symbols (see export.py)
-    25+L    4     CRC-32 of all bytes before it and of the payload
-    29+L    ...   payload: `tfc.PackedTensors` holding the model's strings,
-                  in the sorted order of their names
+    17+L    8     checksum of the coded symbols (see export.py and below)
+    25+L    2     T, the side of a coding tile in latents (0: one piece)
+    27+L    4     CRC-32 of all bytes before it and of the payload
+    31+L    ...   payload: `tfc.PackedTensors` holding the model's strings,
+                  in the sorted order of their names, one per tile (in
+                  row-major order); then, if T > 0, the tiles' symbol
+                  checksums (a string of 8 bytes per tile)
 
 The model id names the exact weights that wrote the file, so decompression
 finds the model without being told and refuses a file from another model;
 the quality level is the other input the decoder needs. The CRC catches
 accidental damage; the symbol checksum, verified by the model's decoder,
 catches what decodes to other symbols than were encoded, whatever the
-cause. Version 1 files (single-rate models, without quality and symbol
-checksum) are still read, as quality 1 and no checksum.
+cause. A tiled file (T > 0) codes each tile of T x T latents on its own and
+records each tile's symbol checksum; the header's is then the fingerprint of
+those. Version 2 files (without T) are read as one piece; version 1 files
+(single-rate models, without quality and symbol checksum) as quality 1 and
+no checksum.
 """
 
 import dataclasses
@@ -33,10 +39,11 @@ import tensorflow as tf
 import tensorflow_compression as tfc
 
 MAGIC = b"TSTH"
-VERSION = 2
+VERSION = 3
 SUFFIX = ".tsth"
 _SHAPE = struct.Struct(">IIB")  # height, width, channels
 _QUALITY = struct.Struct(">H")  # quality level in hundredths
+_TILE = struct.Struct(">H")  # side of a coding tile in latents
 CHECKSUM_SIZE = 8
 QUALITY_SCALE = 100
 _CRC = struct.Struct(">I")
@@ -57,6 +64,7 @@ class Header:
   channels: int
   quality: float = 1.
   checksum: bytes = bytes(CHECKSUM_SIZE)  # Of the symbols; v1: none.
+  tile: int = 0  # Latents per side of a coding tile; 0: one piece.
 
   def __post_init__(self):
     if not (0 < self.height <= MAX_SIDE and 0 < self.width <= MAX_SIDE
@@ -70,6 +78,8 @@ class Header:
       raise ValueError(f"quality {self.quality} out of range")
     if len(self.checksum) != CHECKSUM_SIZE:
       raise ValueError(f"symbol checksum of {len(self.checksum)} bytes")
+    if not 0 <= self.tile <= 0xFFFF:
+      raise ValueError(f"tile side {self.tile} out of range")
 
   @property
   def quality_code(self):
@@ -81,10 +91,14 @@ def quantize_quality(quality):
   return round(float(quality) * QUALITY_SCALE) / QUALITY_SCALE
 
 
-def pack(header, strings):
-  """Header + `{name: string[1] tensor}` -> bytes."""
+def pack(header, strings, tile_checksums=None):
+  """Header + `{name: string[tiles] tensor}` (+ a tiled header's symbol
+  checksums, 8 bytes per tile) -> bytes."""
   packed = tfc.PackedTensors()
-  packed.pack([tf.convert_to_tensor(strings[n]) for n in sorted(strings)])
+  tensors = [tf.convert_to_tensor(strings[n]) for n in sorted(strings)]
+  if header.tile:
+    tensors.append(tf.constant(tile_checksums, tf.string))
+  packed.pack(tensors)
   payload = packed.string
   model_id = header.model_id.encode("ascii")
   if len(model_id) > 255:
@@ -92,7 +106,8 @@ def pack(header, strings):
   head = b"".join([
       MAGIC, bytes([VERSION, len(model_id)]), model_id,
       _SHAPE.pack(header.height, header.width, header.channels),
-      _QUALITY.pack(header.quality_code), header.checksum])
+      _QUALITY.pack(header.quality_code), header.checksum,
+      _TILE.pack(header.tile)])
   return head + _CRC.pack(zlib.crc32(head + payload)) + payload
 
 
@@ -101,12 +116,13 @@ def read_header(data):
   if len(data) < len(MAGIC) + 2 or data[:len(MAGIC)] != MAGIC:
     raise BitstreamError("not a tfc-sth file (bad magic number)")
   version, id_length = data[4], data[5]
-  if version not in (1, VERSION):
+  if version not in (1, 2, VERSION):
     raise BitstreamError(f"unsupported format version {version} (this "
                          f"tfc-sth reads 1 to {VERSION})")
   start = 6 + id_length
   end = start + _SHAPE.size + (
-      _QUALITY.size + CHECKSUM_SIZE if version > 1 else 0)
+      _QUALITY.size + CHECKSUM_SIZE if version > 1 else 0) + (
+          _TILE.size if version > 2 else 0)
   if len(data) < end + _CRC.size:
     raise BitstreamError("truncated file (header incomplete)")
   crc, = _CRC.unpack_from(data, end)
@@ -120,8 +136,11 @@ def read_header(data):
   extra = {}
   if version > 1:
     at = start + _SHAPE.size
+    at_checksum = at + _QUALITY.size
     extra = dict(quality=_QUALITY.unpack_from(data, at)[0] / QUALITY_SCALE,
-                 checksum=data[at + _QUALITY.size:end])
+                 checksum=data[at_checksum:at_checksum + CHECKSUM_SIZE])
+  if version > 2:
+    extra["tile"], = _TILE.unpack_from(data, end - _TILE.size)
   try:
     header = Header(model_id, *_SHAPE.unpack_from(data, start), **extra)
   except ValueError:
@@ -129,14 +148,22 @@ def read_header(data):
   return header, payload
 
 
-def unpack_strings(payload, names):
-  """Payload bytes -> {name: string[1] tensor} for the given string names."""
+def unpack_strings(payload, names, tiles=None):
+  """Payload bytes -> {name: string[1] tensor} for the given string names;
+  for a tiled file, ({name: string[tiles]}, [8-byte checksum per tile])."""
   names = sorted(names)
   try:
-    tensors = tfc.PackedTensors(payload).unpack([tf.string] * len(names))
+    tensors = tfc.PackedTensors(payload).unpack(
+        [tf.string] * (len(names) + bool(tiles)))
   except Exception:  # pylint: disable=broad-except
     raise BitstreamError("corrupted payload") from None
   # A missing or mistyped entry unpacks to an empty tensor, not an error.
-  if any(t.shape != [1] for t in tensors):
+  if any(t.shape != [tiles or 1] for t in tensors):
     raise BitstreamError("corrupted payload (strings missing)")
-  return dict(zip(names, tensors))
+  strings = dict(zip(names, tensors))
+  if not tiles:
+    return strings
+  checksums = tensors[-1].numpy().tolist()
+  if any(len(c) != CHECKSUM_SIZE for c in checksums):
+    raise BitstreamError("corrupted payload (tile checksums)")
+  return strings, checksums

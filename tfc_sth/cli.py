@@ -162,7 +162,7 @@ def run_decompress(fv, paths):
         data, max_pixels=fv.max_pixels or codec.DEFAULT_MAX_PIXELS)
     seconds = time.perf_counter() - start
     out = _output_path(path, fv.output, len(paths), ".png")
-    image_io.write_atomically(out, image_io.encode_png(image, channels),
+    image_io.write_atomically(out, image_io.png_chunks(image, channels),
                               force=fv.force)
     if fv.verbose:
       bpp = 8 * len(data) / (header.height * header.width)

@@ -5,6 +5,9 @@ any model exported by `export.py` works, whatever its architecture, and so do
 single-rate models exported before quality levels existed.
 """
 
+import contextlib
+import itertools
+
 import numpy as np
 import tensorflow as tf
 
@@ -16,6 +19,14 @@ from tfc_sth import pretrained
 # Decoding refuses larger declared sizes unless asked (`max_pixels`): a file
 # of a few bytes may declare any size, and memory grows with it.
 DEFAULT_MAX_PIXELS = 1 << 25
+
+# Images are transformed in tiles of TILE x TILE latents (1024 x 1024 pixels
+# for the 16x analysis), each with the model's halo of context around it, so
+# memory is bounded by the tile, not the image. The tiling depends only on
+# the image size, so every machine computes the same pieces.
+TILE = 64
+MIN_TILE = 16  # What decoding accepts.
+TRANSFORM_TILE = 48
 
 
 class QualityError(ValueError):
@@ -34,6 +45,12 @@ class Codec:
     self.model_id = info["model_id"].numpy().decode("ascii")
     self.qualities = int(info.get("qualities", 1))
     self.default_quality = float(info.get("default_quality", 1))
+    # Exports older than tiling code whole images.
+    self._tiled = "analyze" in self.module.signatures
+    if self._tiled:
+      self.factor = int(info["analysis_downsampling"])
+      self.downsampling = int(info["downsampling"])
+      self.halo = int(info["tile_halo"])
     _, inputs = self._decompress.structured_input_signature
     self._takes_quality = "quality" in inputs
     self._takes_checksum = "checksum" in inputs
@@ -75,6 +92,12 @@ class Codec:
                        channels, quality)
     except ValueError as e:
       raise image_io.ImageError(str(e)) from None
+    if self._tiled:
+      strings, checksums = self._compress_tiles(image, quality)
+      header = bitstream.Header(self.model_id, image.shape[0], image.shape[1],
+                                channels, quality,
+                                _combined(checksums, *image.shape[:2]), TILE)
+      return bitstream.pack(header, strings, checksums)
     outputs = self._compress(image=tf.constant(image),
                              **self._quality_input(quality))
     checksum = (outputs["checksum"].numpy().tobytes()
@@ -112,18 +135,167 @@ class Codec:
       raise bitstream.BitstreamError(
           f"corrupted header (quality {header.quality:g} of a model with "
           f"{self.qualities})")
+    if header.tile:
+      return self._decompress_tiles(header, payload), header.channels
     strings = bitstream.unpack_strings(payload, self.string_names)
     if self._takes_checksum:
       strings["checksum"] = tf.constant(
           np.frombuffer(header.checksum, np.uint8))
-    try:
+    with _refusing_corrupted():
       image = self._decompress(
           image_shape=tf.constant([header.height, header.width], tf.int32),
           **self._quality_input(header.quality), **strings)["image"]
-    except tf.errors.OpError as e:
-      reason = ("symbol checksum mismatch" if "symbol checksum" in e.message
-                else "decoding failed")
-      raise bitstream.BitstreamError(
-          f"corrupted payload ({reason})") from None
     return image.numpy(), header.channels
 
+  # Tiles. The latent codec codes each coding tile (TILE x TILE latents) on
+  # its own; the transforms run on smaller tiles (TRANSFORM_TILE) with a halo
+  # of context around each, so the pixels are those of transforming the
+  # image whole, and memory is bounded by the tiles, not the image.
+
+  def _latent_size(self, height, width):
+    padded = -(-np.array([height, width]) // self.downsampling)
+    return padded * self.downsampling // self.factor
+
+  def _spans(self, span, size):
+    """(transform tile, tile with its halo) slices covering `span` (a slice
+    of an axis of `size` latents), the halo clipped to the axis."""
+    tile = TRANSFORM_TILE
+    return [(slice(start, min(start + tile, span.stop)),
+             slice(max(start - self.halo, 0),
+                   min(start + tile + self.halo, size)))
+            for start in range(span.start, span.stop, tile)]
+
+  def _analyze(self, image, region):
+    """g_a of the latents in `region` (row and column slices) of the image,
+    edge-padded like `compress` pads it: float32 [1, h, w, M]."""
+    size = self._latent_size(*image.shape[:2])
+    rows = []
+    for core_rows, context_rows in self._spans(region[0], size[0]):
+      # Pixels of the tile row and its context; beyond the image, its edge.
+      band = image[_pixels(context_rows, self.factor, image.shape[0])]
+      tiles = []
+      for core_cols, context_cols in self._spans(region[1], size[1]):
+        latents = self.module.signatures["analyze"](tile=tf.constant(
+            band[:, _pixels(context_cols, self.factor, image.shape[1])]))
+        tiles.append(latents["latents"][:, _within(core_rows, context_rows),
+                                        _within(core_cols, context_cols)])
+      rows.append(tf.concat(tiles, 2))
+    return tf.concat(rows, 1)
+
+  def _synthesize(self, band, band_rows, core_rows, image):
+    """Writes into `image` the pixels of latent rows `core_rows`, by g_s of
+    `band`, the latents of rows `band_rows` (which hold the halo)."""
+    height, width = image.shape[:2]
+    for rows, context_rows in self._spans(core_rows, band_rows.stop):
+      context_rows = slice(max(context_rows.start, band_rows.start),
+                           context_rows.stop)
+      for cols, context_cols in self._spans(slice(0, band.shape[2]),
+                                            band.shape[2]):
+        pixels = self.module.signatures["synthesize"](latents=band[
+            :, _within(context_rows, band_rows), context_cols])["image"]
+        inside = [slice(s.start * self.factor, min(s.stop * self.factor, n))
+                  for s, n in zip((rows, cols), (height, width))]
+        if inside[0].start < height and inside[1].start < width:
+          image[inside[0], inside[1]] = pixels[
+              _within(inside[0], context_rows, self.factor),
+              _within(inside[1], context_cols, self.factor)].numpy()
+
+  def _coding_tiles(self, height, width, tile):
+    rows, cols = self._latent_size(height, width)
+    return ([slice(r, min(r + tile, rows)) for r in range(0, rows, tile)],
+            [slice(c, min(c + tile, cols)) for c in range(0, cols, tile)])
+
+  def _compress_tiles(self, image, quality):
+    strings = {n: [] for n in self.string_names}
+    checksums = []
+    tile_rows, tile_cols = self._coding_tiles(*image.shape[:2], TILE)
+    for rows, cols in itertools.product(tile_rows, tile_cols):
+      latents = self._analyze(image, (rows, cols))
+      outputs = self.module.signatures["compress_latents"](
+          latents=latents, image_shape=_tile_shape(rows, cols, self.factor),
+          quality=tf.constant(quality, tf.float32))
+      for name in self.string_names:
+        strings[name].append(outputs[name].numpy()[0])
+      checksums.append(outputs["checksum"].numpy().tobytes())
+    return {n: tf.constant(v) for n, v in strings.items()}, checksums
+
+  def _decompress_tiles(self, header, payload):
+    """Decodes a tile row ahead of synthesis, which needs its halo."""
+    # Smaller tiles would cost a call per few latents.
+    if not self._tiled or header.tile < max(self.halo, MIN_TILE):
+      raise bitstream.BitstreamError(
+          f"corrupted header (tiles of {header.tile} latents)")
+    tile_rows, tile_cols = self._coding_tiles(header.height, header.width,
+                                              header.tile)
+    strings, checksums = bitstream.unpack_strings(
+        payload, self.string_names, len(tile_rows) * len(tile_cols))
+    if _combined(checksums, header.height, header.width) != header.checksum:
+      raise bitstream.BitstreamError(
+          "corrupted payload (symbol checksum mismatch)")
+
+    def decode_row(i):
+      tiles = []
+      for j, cols in enumerate(tile_cols):
+        k = i * len(tile_cols) + j
+        with _refusing_corrupted():
+          tiles.append(self.module.signatures["decompress_latents"](
+              image_shape=_tile_shape(tile_rows[i], cols, self.factor),
+              quality=tf.constant(header.quality, tf.float32),
+              checksum=tf.constant(np.frombuffer(checksums[k], np.uint8)),
+              **{n: strings[n][k:k + 1] for n in self.string_names}
+          )["latents"])
+      return tf.concat(tiles, 2)
+
+    image = np.empty((header.height, header.width, 3), np.uint8)
+    above, current = None, decode_row(0)
+    for i, rows in enumerate(tile_rows):
+      below = decode_row(i + 1) if i + 1 < len(tile_rows) else None
+      # This row's latents with up to a halo of rows above and below.
+      parts = [current]
+      if above is not None:
+        parts.insert(0, above[:, -self.halo:])
+      if below is not None:
+        parts.append(below[:, :self.halo])
+      start = rows.start - (self.halo if above is not None else 0)
+      self._synthesize(tf.concat(parts, 1),
+                       slice(start, start + sum(p.shape[1] for p in parts)),
+                       rows, image)
+      above, current = current, below
+    return image
+
+
+def _pixels(span, factor, size):
+  """Indices of the pixels of a span of latents; beyond the image, its edge."""
+  return np.minimum(np.arange(span.start * factor, span.stop * factor),
+                    size - 1)
+
+
+def _combined(checksums, height, width):
+  """The header's checksum of a tiled file: a fingerprint of the tiles' and
+  of the image size (which a tile's checksum knows only up to padding)."""
+  joined = np.frombuffer(b"".join(checksums) + np.array(
+      [height, width], "<i4").tobytes(), np.uint8)
+  return tf.fingerprint(tf.constant(joined)[None])[0].numpy().tobytes()
+
+
+def _tile_shape(rows, cols, factor):
+  """The padded pixel size of a coding tile, as its decoder expects it."""
+  return tf.constant([(rows.stop - rows.start) * factor,
+                      (cols.stop - cols.start) * factor], tf.int32)
+
+
+def _within(part, whole, factor=1):
+  """`part` (a slice) relative to the start of `whole` scaled by `factor`."""
+  start = whole.start * factor
+  return slice(part.start - start, part.stop - start)
+
+
+@contextlib.contextmanager
+def _refusing_corrupted():
+  """Turns a failure of the model's decoder into a one-line BitstreamError."""
+  try:
+    yield
+  except tf.errors.OpError as e:
+    reason = ("symbol checksum mismatch" if "symbol checksum" in e.message
+              else "decoding failed")
+    raise bitstream.BitstreamError(f"corrupted payload ({reason})") from None

@@ -41,6 +41,7 @@ import json
 import os
 import tempfile
 
+import numpy as np
 import tensorflow as tf
 import tensorflow_compression as tfc
 
@@ -155,6 +156,38 @@ def import_weights(model, directory):
       parameter.assign(plain.kernel)
 
 
+def tile_halo(model, size=32):
+  """Latents of context around a tile for g_a and g_s on the tile to match
+  them on the whole image up to float rounding: their reach, measured by
+  changing one latent's worth of input, plus one."""
+  factor = model.analysis_downsampling
+  rng = np.random.default_rng(0)
+  x = rng.uniform(size=(1, size * factor, size * factor, 3))
+  centre = size // 2
+  changed = x.copy()
+  changed[:, centre * factor:(centre + 1) * factor,
+          centre * factor:(centre + 1) * factor] += .5
+  y = model.analysis(tf.constant(x, tf.float32))
+  reach_a = _changed(y, model.analysis(tf.constant(changed, tf.float32)))
+  bump = np.zeros(y.shape, np.float32)
+  bump[:, centre, centre] = 1.
+  reach_s = _changed(model.synthesis(y), model.synthesis(y + bump), factor)
+  reach = np.abs(np.concatenate(reach_a + reach_s) - centre).max()
+  if reach >= centre - 1:
+    raise ValueError(f"transforms reach {reach} latents or more: measure "
+                     f"with size > {2 * reach + 2}")
+  return int(reach) + 1
+
+
+def _changed(before, after, factor=1):
+  """Indices [rows, cols] of the positions (in blocks of factor x factor)
+  where `after` differs from `before` beyond float rounding."""
+  difference = tf.reduce_max(tf.abs(tf.cast(after - before, tf.float32)), -1)
+  difference = tf.nn.max_pool2d(difference[..., None], factor, factor,
+                                "VALID")[0, ..., 0].numpy()
+  return list(np.nonzero(difference > 1e-4 * difference.max()))
+
+
 def model_id(model):
   """An identifier of the trained weights: architecture plus a weight hash."""
   digest = hashlib.sha256()
@@ -177,6 +210,9 @@ class ExportedCodec(tf.Module):
         "config": json.dumps(model.get_config(), sort_keys=True),
         "qualities": model.qualities,
         "default_quality": default_quality(model.qualities),
+        "downsampling": model.downsampling,
+        "analysis_downsampling": model.analysis_downsampling,
+        "tile_halo": tile_halo(model),
     }
 
   def _latent_shape(self, image_shape):
@@ -187,25 +223,54 @@ class ExportedCodec(tf.Module):
   def _level(self, quality):
     return None if self.model.qualities == 1 else quality - 1.
 
-  @tf.function(input_signature=[tf.TensorSpec([None, None, 3], tf.uint8),
-                                tf.TensorSpec([], tf.float32)])
-  def compress(self, image, quality):
-    x = pad_to_multiple(image, self.model.downsampling)
+  def _code_latents(self, y, image_shape, quality):
     strings, symbols = self.model.latent_codec.compress(
-        self.model.analysis(x), self._level(quality))
-    return dict(strings, image_shape=tf.shape(image)[:2], quality=quality,
-                checksum=symbol_checksum(symbols, tf.shape(image)[:2],
-                                         quality))
+        y, self._level(quality))
+    return dict(strings, image_shape=image_shape, quality=quality,
+                checksum=symbol_checksum(symbols, image_shape, quality))
 
-  @tf.function
-  def decompress(self, image_shape, quality, checksum, **strings):
+  def _decode_latents(self, image_shape, quality, checksum, strings):
     y_hat, symbols = self.model.latent_codec.decompress(
         strings, self._latent_shape(image_shape), self._level(quality))
     with tf.control_dependencies([tf.debugging.assert_equal(
         symbol_checksum(symbols, image_shape, quality), checksum,
         message="symbol checksum mismatch")]):
-      y_hat = tf.identity(y_hat)
+      return tf.identity(y_hat)
+
+  @tf.function(input_signature=[tf.TensorSpec([None, None, 3], tf.uint8),
+                                tf.TensorSpec([], tf.float32)])
+  def compress(self, image, quality):
+    y = self.model.analysis(pad_to_multiple(image, self.model.downsampling))
+    return self._code_latents(tf.cast(y, tf.float32), tf.shape(image)[:2],
+                              quality)
+
+  @tf.function
+  def decompress(self, image_shape, quality, checksum, **strings):
+    y_hat = self._decode_latents(image_shape, quality, checksum, strings)
     return {"image": to_uint8(self.model.synthesis(y_hat), image_shape)}
+
+  # The same coding in pieces, for images coded in tiles (`codec.py`).
+
+  @tf.function(input_signature=[tf.TensorSpec([None, None, 3], tf.uint8)])
+  def analyze(self, tile):
+    """g_a of a tile whose sides are multiples of 16, unpadded."""
+    x = tf.cast(tile, tf.float32)[None] / 255.
+    return {"latents": tf.cast(self.model.analysis(x), tf.float32)}
+
+  @tf.function
+  def synthesize(self, latents):
+    """g_s of latents [1, h, w, M], to uint8 pixels [16h, 16w, 3]."""
+    x_hat = self.model.synthesis(latents)
+    return {"image": to_uint8(x_hat, tf.shape(x_hat)[1:3])}
+
+  @tf.function
+  def compress_latents(self, latents, image_shape, quality):
+    return self._code_latents(latents, image_shape, quality)
+
+  @tf.function
+  def decompress_latents(self, image_shape, quality, checksum, **strings):
+    return {"latents": self._decode_latents(image_shape, quality, checksum,
+                                            strings)}
 
   @tf.function(input_signature=[])
   def model_info(self):
@@ -220,16 +285,27 @@ class ExportedCodec(tf.Module):
             "bits": tf.reduce_sum(bits)}
 
   def signatures(self):
-    string_spec = tf.TensorSpec([None], tf.string)
-    decompress = self.decompress.get_concrete_function(
+    latents = tf.TensorSpec(
+        [1, None, None, self.model.latent_codec.latent_channels], tf.float32)
+    decoding = dict(
         image_shape=tf.TensorSpec([2], tf.int32),
         quality=tf.TensorSpec([], tf.float32),
         checksum=tf.TensorSpec([8], tf.uint8),
-        **{n: string_spec for n in self.model.latent_codec.string_names})
-    return {"compress": self.compress.get_concrete_function(),
-            "decompress": decompress,
-            "reconstruct": self.reconstruct.get_concrete_function(),
-            "model_info": self.model_info.get_concrete_function()}
+        **{n: tf.TensorSpec([None], tf.string)
+           for n in self.model.latent_codec.string_names})
+    return {
+        "compress": self.compress.get_concrete_function(),
+        "decompress": self.decompress.get_concrete_function(**decoding),
+        "reconstruct": self.reconstruct.get_concrete_function(),
+        "model_info": self.model_info.get_concrete_function(),
+        "analyze": self.analyze.get_concrete_function(),
+        "synthesize": self.synthesize.get_concrete_function(latents),
+        "compress_latents": self.compress_latents.get_concrete_function(
+            latents, tf.TensorSpec([2], tf.int32),
+            tf.TensorSpec([], tf.float32)),
+        "decompress_latents": self.decompress_latents.get_concrete_function(
+            **decoding),
+    }
 
 
 def export(model, directory, card=None):

@@ -38,7 +38,7 @@ OUTCOMES = ("refused", "same", "garbage", "crash", "hang")
 
 def _crc_at(data):
   """Where the CRC of a .tsth file of this version starts."""
-  return 6 + data[5] + (9 if data[4] == 1 else 19)
+  return 6 + data[5] + {1: 9, 2: 19}.get(data[4], 21)
 
 
 def _recrc(data):

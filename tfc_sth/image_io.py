@@ -8,7 +8,9 @@ folder is renamed into place, so a failure never leaves a partial output.
 """
 
 import os
+import struct
 import tempfile
+import zlib
 
 import numpy as np
 import tensorflow as tf
@@ -26,13 +28,17 @@ def decode_png(data):
     raise ImageError("empty file")
   if not data.startswith(PNG_SIGNATURE):
     raise ImageError("not a PNG file")
+  # IHDR, the first chunk, holds the bit depth at byte 24; 8-bit images are
+  # decoded as they are, without 16-bit temporaries (memory of big images).
+  sixteen_bits = len(data) > 24 and data[24] == 16
   try:
-    image = tf.io.decode_png(data, channels=0, dtype=tf.uint16).numpy()
+    image = tf.io.decode_png(
+        data, channels=0, dtype=tf.uint16 if sixteen_bits else tf.uint8
+    ).numpy()
   except tf.errors.OpError:
     raise ImageError("corrupted or truncated PNG file") from None
-  # decode_png scales 8-bit data to 16 bits exactly (x * 257). Nearest 8-bit
-  # value, round(x * 255 / 65535); x / 257 is never exactly halfway.
-  image = ((image.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
+  if sixteen_bits:
+    image = _to_8_bits(image)
   channels = image.shape[-1]
   if channels in (2, 4):
     if (image[..., -1] != 255).any():
@@ -45,6 +51,16 @@ def decode_png(data):
   return image, channels
 
 
+def _to_8_bits(image, rows=256):
+  """uint16 -> nearest uint8, round(x * 255 / 65535), a band of rows at a
+  time so the 32-bit temporaries stay small."""
+  result = np.empty(image.shape, np.uint8)
+  for start in range(0, image.shape[0], rows):
+    band = image[start:start + rows].astype(np.uint32)
+    result[start:start + rows] = (band * 255 + 32767) // 65535
+  return result
+
+
 def read_png(path):
   with open(path, "rb") as f:
     return decode_png(f.read())
@@ -52,10 +68,38 @@ def read_png(path):
 
 def encode_png(image, channels=3):
   """uint8 [H, W, 3] -> PNG bytes, grayscale when `channels` is 1."""
+  return b"".join(png_chunks(image, channels))
+
+
+def png_chunks(image, channels=3, rows=256):
+  """The bytes of a PNG file of uint8 [H, W, 3] (grayscale when `channels`
+  is 1), in pieces: a band of rows is filtered and compressed at a time, so
+  writing a large image needs little more memory than the image."""
   image = np.asarray(image, np.uint8)
   if channels == 1:
     image = image[..., :1]
-  return tf.io.encode_png(image).numpy()
+  height, width, _ = image.shape
+  yield PNG_SIGNATURE
+  yield _png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8,
+                                        0 if channels == 1 else 2, 0, 0, 0))
+  deflate = zlib.compressobj(6)
+  previous = np.zeros((1, width * image.shape[2]), np.uint8)
+  for start in range(0, height, rows):
+    band = image[start:start + rows].reshape(-1, width * image.shape[2])
+    # Filter "Up" (2): each row minus the one above, modulo 256.
+    up = np.diff(band, axis=0, prepend=previous)
+    previous = band[-1:]
+    lines = np.concatenate([np.full((len(band), 1), 2, np.uint8), up], 1)
+    data = deflate.compress(lines.tobytes())
+    if data:
+      yield _png_chunk(b"IDAT", data)
+  yield _png_chunk(b"IDAT", deflate.flush())
+  yield _png_chunk(b"IEND", b"")
+
+
+def _png_chunk(kind, data):
+  return b"".join([struct.pack(">I", len(data)), kind, data,
+                   struct.pack(">I", zlib.crc32(kind + data))])
 
 
 def _umask():
@@ -65,14 +109,16 @@ def _umask():
 
 
 def write_atomically(path, data, force=False):
-  """Writes `data` to `path` via a temporary file; refuses to overwrite."""
+  """Writes `data` (bytes, or an iterable of bytes) to `path` via a
+  temporary file; refuses to overwrite."""
   if os.path.exists(path) and not force:
     raise FileExistsError(f"{path} exists (use --force to overwrite)")
   directory = os.path.dirname(os.path.abspath(path))
   fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tfc-sth-")
   try:
     with os.fdopen(fd, "wb") as f:
-      f.write(data)
+      for piece in [data] if isinstance(data, bytes) else data:
+        f.write(piece)
     os.chmod(tmp, 0o666 & ~_umask())
     if force:
       os.replace(tmp, path)
