@@ -24,6 +24,13 @@ def default_codec():
   return codec.Codec.load()
 
 
+@pytest.fixture(autouse=True)
+def one_tile(monkeypatch):
+  # Each photo in one coding tile, so that a round trip must give the
+  # model's own reconstruction of the whole image (tiles: test_tiling.py).
+  monkeypatch.setattr(codec, "TILE", 128)
+
+
 @pytest.fixture(scope="module", params=["validation photo", "sample"])
 def photo(request):
   if request.param == "sample":
