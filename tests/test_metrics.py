@@ -16,6 +16,16 @@ def test_psnr():
   assert metrics.psnr(a, b) == pytest.approx(10 * math.log10(48))
 
 
+def test_psnr_of_an_image_taller_than_a_band():
+  # Errors in the first and the last band of rows both count.
+  a = np.zeros((600, 5, 3), np.uint8)
+  b = a.copy()
+  b[0], b[599] = 10, 20  # MSE = (100 + 400) / 600.
+  assert metrics.psnr(a, b) == pytest.approx(
+      10 * math.log10(255 ** 2 * 600 / 500))
+  assert metrics.psnr(b, a) == metrics.psnr(a, b)  # No uint8 wrap-around.
+
+
 def test_bits_per_pixel():
   assert metrics.bits_per_pixel(100, 10, 20) == 4.
 

@@ -124,8 +124,8 @@ def run_compress(fv, paths):
     seconds = time.perf_counter() - start
     out = _output_path(path, fv.output, len(paths), bitstream.SUFFIX)
     image_io.write_atomically(out, data, force=fv.force)
-    if fv.verbose:
-      decoded, _ = model.decompress(data)
+    if fv.verbose:  # A file of its own: no limit on its declared size.
+      decoded, _ = model.decompress(data, max_pixels=bitstream.MAX_PIXELS)
       bpp = 8 * len(data) / (image.shape[0] * image.shape[1])
       print(f"{path} -> {out}: {image.shape[1]}x{image.shape[0]}, "
             f"quality {quality:g}, {len(data)} bytes, {bpp:.4f} bpp, "

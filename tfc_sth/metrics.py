@@ -19,7 +19,11 @@ MS_SSIM_MIN_SIDE = 161
 
 def psnr(a, b, peak=255.):
   """PSNR in dB between two images of the same shape (inf when identical)."""
-  mse = np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2)
+  a, b = np.asarray(a), np.asarray(b)
+  # A band of rows at a time: float64 copies of a large image would not fit.
+  squares = sum(np.sum((a[i:i + 256].astype(np.float64) - b[i:i + 256]) ** 2)
+                for i in range(0, len(a), 256))
+  mse = squares / a.size
   return float("inf") if mse == 0 else float(10 * np.log10(peak ** 2 / mse))
 
 
