@@ -111,6 +111,14 @@ def pack(header, strings, tile_checksums=None):
   return head + _CRC.pack(zlib.crc32(head + payload)) + payload
 
 
+def crc_offset(version, id_length):
+  """Where the CRC starts in a header of this version and model id length:
+  the fields it covers end there."""
+  return 6 + id_length + _SHAPE.size + (
+      _QUALITY.size + CHECKSUM_SIZE if version > 1 else 0) + (
+          _TILE.size if version > 2 else 0)
+
+
 def read_header(data):
   """bytes -> (Header, payload bytes), checking magic, version and checksum."""
   if len(data) < len(MAGIC) + 2 or data[:len(MAGIC)] != MAGIC:
@@ -120,9 +128,7 @@ def read_header(data):
     raise BitstreamError(f"unsupported format version {version} (this "
                          f"tfc-sth reads 1 to {VERSION})")
   start = 6 + id_length
-  end = start + _SHAPE.size + (
-      _QUALITY.size + CHECKSUM_SIZE if version > 1 else 0) + (
-          _TILE.size if version > 2 else 0)
+  end = crc_offset(version, id_length)
   if len(data) < end + _CRC.size:
     raise BitstreamError("truncated file (header incomplete)")
   crc, = _CRC.unpack_from(data, end)

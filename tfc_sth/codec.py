@@ -171,12 +171,14 @@ class Codec:
     size = self._latent_size(*image.shape[:2])
     rows = []
     for core_rows, context_rows in self._spans(region[0], size[0]):
-      # Pixels of the tile row and its context; beyond the image, its edge.
-      band = image[_pixels(context_rows, self.factor, image.shape[0])]
       tiles = []
       for core_cols, context_cols in self._spans(region[1], size[1]):
-        latents = self.module.signatures["analyze"](tile=tf.constant(
-            band[:, _pixels(context_cols, self.factor, image.shape[1])]))
+        # Pixels of the tile and its context; beyond the image, its edge.
+        pixels = image[np.ix_(
+            _pixels(context_rows, self.factor, image.shape[0]),
+            _pixels(context_cols, self.factor, image.shape[1]))]
+        latents = self.module.signatures["analyze"](
+            tile=tf.constant(pixels))
         tiles.append(latents["latents"][:, _within(core_rows, context_rows),
                                         _within(core_cols, context_cols)])
       rows.append(tf.concat(tiles, 2))

@@ -36,14 +36,9 @@ MUTATIONS = ("flip", "truncate", "extend", "zero", "size", "quality")
 OUTCOMES = ("refused", "same", "garbage", "crash", "hang")
 
 
-def _crc_at(data):
-  """Where the CRC of a .tsth file of this version starts."""
-  return 6 + data[5] + {1: 9, 2: 19}.get(data[4], 21)
-
-
 def _recrc(data):
   """The file with its CRC recomputed (it must hold a whole header)."""
-  at = _crc_at(data)
+  at = bitstream.crc_offset(data[4], data[5])
   payload = data[at + 4:]
   return data[:at] + struct.pack(">I", zlib.crc32(data[:at] + payload)) + (
       payload)
@@ -57,7 +52,7 @@ def mutate(data, kind, rng):
   """
   data = bytearray(data)
   model_id_end = 6 + data[5]
-  crc = _crc_at(data)
+  crc = bitstream.crc_offset(data[4], data[5])
   mutable = [i for i in range(model_id_end, len(data))
              if not crc <= i < crc + 4]
   if kind == "flip":
