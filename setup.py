@@ -11,10 +11,12 @@ setuptools.setup(
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     python_requires=">=3.10,<3.12",
-    # The shipped SavedModels live in models/ and install as tfc_sth.models.
-    packages=["tfc_sth", "tfc_sth.models"],
-    package_dir={"tfc_sth": "tfc_sth", "tfc_sth.models": "models"},
-    package_data={"tfc_sth.models": [
+    # The package has one sub-package per side; the shipped SavedModels live
+    # in models/ and install as tfc_sth.shipped_models.
+    packages=["tfc_sth", "tfc_sth.model", "tfc_sth.training",
+              "tfc_sth.runtime", "tfc_sth.tools", "tfc_sth.shipped_models"],
+    package_dir={"tfc_sth": "tfc_sth", "tfc_sth.shipped_models": "models"},
+    package_data={"tfc_sth.shipped_models": [
         "*/*.pb", "*/*.json", "*/*.md", "*/variables/*", "*/assets/*",
         "*/fingerprint.pb"]},
     install_requires=[

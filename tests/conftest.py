@@ -80,14 +80,14 @@ def tiny_model_dir(tmp_path_factory, train_glob):
   It lives in a folder of its own, `tiny_model_dir.parent`, which is what
   TFC_STH_MODELS should name for decompression to find it by its id.
   """
-  from tfc_sth import training  # pylint: disable=g-import-not-at-top
-  config = training.TrainConfig(
+  from tfc_sth.training import trainer  # pylint: disable=g-import-not-at-top
+  config = trainer.TrainConfig(
       num_filters=8, latent_channels=12, delta="hyper", soft_steps=4,
       hard_steps=2, steps_per_epoch=2, batch_size=2, patch_size=64,
       train_glob=train_glob)
   models = tmp_path_factory.mktemp("models")
   export_dir = models / "tiny"
-  training.train(config, str(tmp_path_factory.mktemp("train_dir")),
+  trainer.train(config, str(tmp_path_factory.mktemp("train_dir")),
                  export_dir=str(export_dir), verbose=0)
   assert (export_dir / "saved_model.pb").is_file()
   return export_dir
@@ -120,7 +120,7 @@ def reuse_saved_models(monkeypatch):
 @pytest.fixture(scope="session")
 def tiny_codec(tiny_model_dir):
   """A `codec.Codec` of the tiny model (its SavedModel shared, see above)."""
-  from tfc_sth import codec  # pylint: disable=g-import-not-at-top
+  from tfc_sth.runtime import codec  # pylint: disable=g-import-not-at-top
   with pytest.MonkeyPatch.context() as monkeypatch:
     _patch_saved_model_load(monkeypatch)
     return codec.Codec(str(tiny_model_dir))
@@ -141,13 +141,13 @@ def models_env(tiny_model_dir, monkeypatch):
 def tiny_ladder_dir(tmp_path_factory, train_glob):
   """The export directory of a tiny 3-level ladder trained a few steps, with
   a bfloat16 soft phase; in a folder of its own, like `tiny_model_dir`."""
-  from tfc_sth import training  # pylint: disable=g-import-not-at-top
-  config = training.TrainConfig(
+  from tfc_sth.training import trainer  # pylint: disable=g-import-not-at-top
+  config = trainer.TrainConfig(
       num_filters=8, latent_channels=12, delta="channel", qualities=3,
       lmbda_min=0.002, lmbda=0.05, mixed_precision=True, soft_steps=4,
       hard_steps=2, steps_per_epoch=2, batch_size=2, patch_size=64,
       train_glob=train_glob)
   export_dir = tmp_path_factory.mktemp("ladder_models") / "ladder"
-  training.train(config, str(tmp_path_factory.mktemp("ladder_train_dir")),
+  trainer.train(config, str(tmp_path_factory.mktemp("ladder_train_dir")),
                  export_dir=str(export_dir), verbose=0)
   return export_dir

@@ -18,8 +18,8 @@ import sys
 import numpy as np
 import tensorflow as tf
 
-from tfc_sth import codec
-from tfc_sth import image_io
+from tfc_sth.runtime import codec
+from tfc_sth.runtime import image_io
 
 
 def main(stage, out_dir, image_path, *models):

@@ -5,7 +5,7 @@ import os
 
 import tensorflow as tf
 
-from tfc_sth import ablation
+from tfc_sth.training import ablation
 from tfc_sth import cli
 
 

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from tfc_sth import anchors
-from tfc_sth import metrics
+from tfc_sth.tools import anchors
+from tfc_sth.tools import metrics
 
 
 @pytest.mark.parametrize("name", list(anchors.ANCHORS))

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfc_sth import architectures
+from tfc_sth.model import architectures
 from tfc_sth import cli
 
 # Tiny channel counts; each case also exercises a SAUN mode and the
@@ -160,7 +160,7 @@ def test_train_refuses_options_the_architecture_cannot_take(
 
 
 def test_channel_slices_split_the_latent_as_evenly_as_possible():
-  from tfc_sth import latent_codecs  # pylint: disable=g-import-not-at-top
+  from tfc_sth.model import latent_codecs  # pylint: disable=g-import-not-at-top
   codec = latent_codecs.ChannelwiseAutoregressive(12, 8, num_slices=5)
   assert codec.slice_sizes == [3, 3, 2, 2, 2]
   y = tf.random.normal((1, 8, 8, 12))

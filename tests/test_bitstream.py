@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 import tensorflow_compression as tfc
 
-from tfc_sth import bitstream
+from tfc_sth.runtime import bitstream
 
 MODEL_ID = "mean_scale_hyperprior-0123456789ab"
 CHECKSUM = bytes(range(1, 9))

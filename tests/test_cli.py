@@ -11,11 +11,11 @@ import zlib
 import numpy as np
 import pytest
 
-from tfc_sth import bitstream
+from tfc_sth.runtime import bitstream
 from tfc_sth import cli
-from tfc_sth import codec
-from tfc_sth import image_io
-from tfc_sth import metrics
+from tfc_sth.runtime import codec
+from tfc_sth.runtime import image_io
+from tfc_sth.tools import metrics
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(REPO_ROOT, "bin", "tfc-sth")

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfc_sth import context_models
-from tfc_sth import latent_codecs
-from tfc_sth import saun
+from tfc_sth.model import context_models
+from tfc_sth.model import latent_codecs
+from tfc_sth.model import saun
 
 
 def _context(channels=3, filters=4, seed=0):

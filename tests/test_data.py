@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from tfc_sth import data
+from tfc_sth.training import data
 
 
 @pytest.fixture

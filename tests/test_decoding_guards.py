@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfc_sth import bitstream
-from tfc_sth import codec
-from tfc_sth import entropy_models
-from tfc_sth import fuzz
+from tfc_sth.runtime import bitstream
+from tfc_sth.runtime import codec
+from tfc_sth.model import entropy_models
+from tfc_sth.tools import fuzz
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

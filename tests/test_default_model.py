@@ -8,10 +8,10 @@ import sys
 import numpy as np
 import pytest
 
-from tfc_sth import bitstream
-from tfc_sth import codec
-from tfc_sth import image_io
-from tfc_sth import pretrained
+from tfc_sth.runtime import bitstream
+from tfc_sth.runtime import codec
+from tfc_sth.runtime import image_io
+from tfc_sth.runtime import pretrained
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VALID_PHOTO = os.path.join(REPO, "..", "shared", "data", "photos", "valid",
@@ -68,7 +68,7 @@ def test_every_quality_round_trips_and_costs_its_estimated_rate(
 def test_installed_package_finds_default_model_outside_source_tree(tmp_path):
   env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
   probe = subprocess.run(
-      [sys.executable, "-c", "import tfc_sth.models"], cwd=str(tmp_path),
+      [sys.executable, "-c", "import tfc_sth.shipped_models"], cwd=str(tmp_path),
       env=env, capture_output=True, timeout=120)
   if probe.returncode:
     pytest.skip("tfc_sth is not installed in this Python (source checkout)")

@@ -6,11 +6,11 @@ import math
 
 import pytest
 
-from tfc_sth import anchors
+from tfc_sth.tools import anchors
 from tfc_sth import cli
-from tfc_sth import evaluate
-from tfc_sth import image_io
-from tfc_sth import metrics
+from tfc_sth.tools import evaluate
+from tfc_sth.runtime import image_io
+from tfc_sth.tools import metrics
 
 
 @pytest.fixture

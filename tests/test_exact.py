@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfc_sth import context_models
-from tfc_sth import exact
-from tfc_sth import transforms
+from tfc_sth.model import context_models
+from tfc_sth.model import exact
+from tfc_sth.model import transforms
 
 
 def _integers(values, bits):

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfc_sth import architectures
+from tfc_sth.model import architectures
 from tfc_sth import export
-from tfc_sth import pretrained
+from tfc_sth.runtime import pretrained
 
 
 QUALITY = {"quality": tf.constant(1.)}

@@ -9,7 +9,7 @@ from PIL import Image
 import pytest
 import tensorflow as tf
 
-from tfc_sth import image_io
+from tfc_sth.runtime import image_io
 
 COLOR_TYPE_OFFSET = 25  # In the IHDR chunk, right after the bit depth.
 

@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfc_sth import architectures
-from tfc_sth import bitstream
+from tfc_sth.model import architectures
+from tfc_sth.runtime import bitstream
 from tfc_sth import cli
-from tfc_sth import codec
+from tfc_sth.runtime import codec
 from tfc_sth import export
-from tfc_sth import saun
-from tfc_sth import schedule
-from tfc_sth import training
+from tfc_sth.model import saun
+from tfc_sth.training import schedule
+from tfc_sth.training import trainer
 
 LMBDAS = [0.002, 0.01, 0.05]
 
@@ -91,11 +91,11 @@ def test_training_samples_every_level():
 
 
 def test_config_spaces_lambdas_geometrically():
-  config = training.TrainConfig(qualities=3, lmbda_min=0.002, lmbda=0.05)
+  config = trainer.TrainConfig(qualities=3, lmbda_min=0.002, lmbda=0.05)
   np.testing.assert_allclose(config.lmbdas(), LMBDAS)
-  assert training.TrainConfig(lmbda=0.03).lmbdas() == [0.03]
-  with pytest.raises(training.ConfigError, match="lmbda_min"):
-    training.TrainConfig(qualities=3, lmbda=0.05).lmbdas()
+  assert trainer.TrainConfig(lmbda=0.03).lmbdas() == [0.03]
+  with pytest.raises(trainer.ConfigError, match="lmbda_min"):
+    trainer.TrainConfig(qualities=3, lmbda=0.05).lmbdas()
 
 
 # Mixed precision.
@@ -189,10 +189,10 @@ def test_single_rate_models_ignore_quality_1_and_refuse_others(
 
 def test_import_weights_restores_what_was_exported(
     tiny_ladder_dir, ladder, smooth_image):
-  config = training.TrainConfig(
+  config = trainer.TrainConfig(
       num_filters=8, latent_channels=12, delta="channel", qualities=3,
       lmbda_min=0.002, lmbda=0.05, kernel_parameter="rdft")
-  model, _ = training.build(config)
+  model, _ = trainer.build(config)
   image = smooth_image(64, 64, seed=7)
   x = tf.constant(image[None] / 255., tf.float32)
   before, _ = model(x, level=0)
@@ -226,13 +226,13 @@ def test_a_single_rate_export_seeds_every_level(tmp_path):
 
 def test_train_continues_from_an_export_with_a_warm_up(
     tiny_ladder_dir, train_glob, tmp_path):
-  config = training.TrainConfig(
+  config = trainer.TrainConfig(
       num_filters=8, latent_channels=12, delta="channel", qualities=3,
       lmbda_min=0.002, lmbda=0.05, soft_steps=2, hard_steps=0,
       steps_per_epoch=2, batch_size=2, patch_size=64, train_glob=train_glob,
       init_from=str(tiny_ladder_dir))
-  assert config.warmup() == training.TrainConfig.EXPORT_WARMUP_STEPS
-  model = training.train(config, str(tmp_path / "run"), verbose=0)
+  assert config.warmup() == trainer.TrainConfig.EXPORT_WARMUP_STEPS
+  model = trainer.train(config, str(tmp_path / "run"), verbose=0)
   assert int(model.optimizer.iterations) == 2
   # Two steps into a 500-step warm-up (and past the decay of this short
   # schedule), the rate is a few thousandths of the peak's tenth.

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from tfc_sth import metrics
+from tfc_sth.tools import metrics
 
 
 def test_psnr():

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfc_sth import entropy_models
-from tfc_sth import quantization
+from tfc_sth.model import entropy_models
+from tfc_sth.model import quantization
 
 
 def _inputs(seed=0):

@@ -5,9 +5,9 @@ import pytest
 import tensorflow as tf
 import tensorflow_compression as tfc
 
-from tfc_sth import architectures
-from tfc_sth import entropy_models
-from tfc_sth import saun
+from tfc_sth.model import architectures
+from tfc_sth.model import entropy_models
+from tfc_sth.model import saun
 
 
 def _model(delta, architecture="mean_scale_hyperprior"):

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfc_sth import schedule
-from tfc_sth import training
+from tfc_sth.training import schedule
+from tfc_sth.training import trainer
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +76,7 @@ def _config(train_glob, **kwargs):
   kwargs = dict(dict(num_filters=8, latent_channels=12, soft_steps=4,
                      hard_steps=4, steps_per_epoch=2, batch_size=2,
                      patch_size=64), **kwargs)
-  return training.TrainConfig(train_glob=train_glob, **kwargs)
+  return trainer.TrainConfig(train_glob=train_glob, **kwargs)
 
 
 def _changed(a, b):
@@ -85,7 +85,7 @@ def _changed(a, b):
 
 def test_sth_switches_phase_and_freezes_encoder(tmp_path, patch_glob):
   recorder = _Recorder()
-  training.train(_config(patch_glob), str(tmp_path), callbacks=[recorder])
+  trainer.train(_config(patch_glob), str(tmp_path), callbacks=[recorder])
   s = recorder.snapshots
   assert [s[i]["mode"] for i in range(1, 9)] == ["noise"] * 4 + ["hard"] * 4
   assert [s[i]["phase"] for i in range(1, 9)] == [0] * 4 + [1] * 4
@@ -100,10 +100,10 @@ def test_resume_after_interruption_in_each_phase(tmp_path, patch_glob,
                                                  stop_at):
   config = _config(patch_glob)
   first = _Recorder(stop_at=stop_at)
-  training.train(config, str(tmp_path), callbacks=[first])
+  trainer.train(config, str(tmp_path), callbacks=[first])
   assert max(first.snapshots) == stop_at
   resumed = _Recorder()
-  model = training.train(config, str(tmp_path), callbacks=[resumed])
+  model = trainer.train(config, str(tmp_path), callbacks=[resumed])
   assert min(resumed.snapshots) == stop_at + 1  # Continued, not restarted.
   assert int(model.optimizer.iterations) == 8
   s = resumed.snapshots
@@ -116,18 +116,18 @@ def test_resume_after_interruption_in_each_phase(tmp_path, patch_glob,
 
 
 def test_resume_refuses_a_different_model(tmp_path, patch_glob):
-  training.train(_config(patch_glob, soft_steps=2, hard_steps=0),
+  trainer.train(_config(patch_glob, soft_steps=2, hard_steps=0),
                  str(tmp_path))
   with pytest.raises(ValueError, match="different latent_channels"):
-    training.train(_config(patch_glob, latent_channels=16), str(tmp_path))
+    trainer.train(_config(patch_glob, latent_channels=16), str(tmp_path))
 
 
 def test_branch_from_the_end_of_the_soft_phase(tmp_path, patch_glob):
   """AUN continued against STH: both start from the soft phase's checkpoint."""
   sth = _Recorder()
-  training.train(_config(patch_glob), str(tmp_path / "sth"), callbacks=[sth])
+  trainer.train(_config(patch_glob), str(tmp_path / "sth"), callbacks=[sth])
   branch = _Recorder()
-  training.train(
+  trainer.train(
       _config(patch_glob, quantization="noise", soft_steps=8, hard_steps=0,
               init_from=str(tmp_path / "sth" / "checkpoints" /
                             "phase_0_end")),
@@ -141,14 +141,14 @@ def test_branch_from_the_end_of_the_soft_phase(tmp_path, patch_glob):
 
 def test_branch_from_a_missing_checkpoint_is_an_error(tmp_path, patch_glob):
   with pytest.raises(FileNotFoundError, match="No checkpoint"):
-    training.train(_config(patch_glob, init_from=str(tmp_path / "nothing")),
+    trainer.train(_config(patch_glob, init_from=str(tmp_path / "nothing")),
                    str(tmp_path / "run"))
 
 
 def test_anneal_raises_the_soft_rounding_temperature_over_the_run(
     tmp_path, patch_glob):
   recorder = _Recorder()
-  training.train(_config(patch_glob, quantization="anneal", model=
+  trainer.train(_config(patch_glob, quantization="anneal", model=
                          "factorized_prior"), str(tmp_path),
                  callbacks=[recorder])
   s = recorder.snapshots
@@ -163,7 +163,7 @@ def test_anneal_raises_the_soft_rounding_temperature_over_the_run(
 
 def test_soft_round_alpha_is_set_per_step_not_checkpointed(tmp_path):
   """So that checkpoints from before `anneal` existed restore unchanged."""
-  from tfc_sth import architectures  # pylint: disable=g-import-not-at-top
+  from tfc_sth.model import architectures  # pylint: disable=g-import-not-at-top
   model = architectures.CompressionModel(num_filters=8, latent_channels=12)
   model(tf.zeros((1, 64, 64, 3)))
   model.set_soft_round_alpha(5.)
@@ -176,7 +176,7 @@ def test_soft_round_alpha_is_set_per_step_not_checkpointed(tmp_path):
 
 
 def test_phase_end_is_saved_even_between_epochs(tmp_path, patch_glob):
-  training.train(_config(patch_glob, soft_steps=3, hard_steps=3),
+  trainer.train(_config(patch_glob, soft_steps=3, hard_steps=3),
                  str(tmp_path))
   reader = tf.train.load_checkpoint(
       str(tmp_path / "checkpoints" / "phase_0_end"))
@@ -187,7 +187,7 @@ def test_phase_end_is_saved_even_between_epochs(tmp_path, patch_glob):
 
 def test_training_stops_at_the_scheduled_step_mid_epoch(tmp_path, patch_glob):
   recorder = _Recorder()
-  training.train(_config(patch_glob, soft_steps=3, hard_steps=2),
+  trainer.train(_config(patch_glob, soft_steps=3, hard_steps=2),
                  str(tmp_path), callbacks=[recorder])
   assert sorted(recorder.snapshots) == [1, 2, 3, 4, 5]
   assert tf.train.latest_checkpoint(

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfc_sth import architectures
-from tfc_sth import bitstream
-from tfc_sth import codec
+from tfc_sth.model import architectures
+from tfc_sth.runtime import bitstream
+from tfc_sth.runtime import codec
 from tfc_sth import export
 
 # 300 x 400 pixels: 20 x 28 latents, so 2 x 2 coding tiles of 16 latents and

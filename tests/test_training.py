@@ -8,7 +8,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from tfc_sth import cli
-from tfc_sth import pretrained
+from tfc_sth.runtime import pretrained
 
 TINY = ["--num_filters=8", "--latent_channels=12", "--batch_size=2",
         "--patch_size=64", "--valid_crop=64", "--steps_per_epoch=2"]

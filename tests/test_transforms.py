@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 import tensorflow_compression as tfc
 
-from tfc_sth import transforms
+from tfc_sth.model import transforms
 
 
 @pytest.mark.parametrize("shape", [(5, 5, 3, 8), (3, 3, 6, 4), (5, 5, 1, 1)])

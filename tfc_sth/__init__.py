@@ -1,16 +1,16 @@
 """tfc-sth: soft-then-hard quantization for learned image compression on tfc.
 
-Modules, by side (an arrow: may import):
+One sub-package per side (an arrow: may import):
 
-  model     quantization (modes), saun (Δ), entropy_models, exact,
-            context_models, transforms, latent_codecs, architectures
-  training  schedule (strategies as phases), data, training, ablation
-            -> model, export
-  export    export (SavedModel signatures, model card) -> model, runtime
-  runtime   bitstream, codec, image_io, pretrained (model lookup)
-            -> tensorflow and tensorflow_compression only
-  tools     evaluate, anchors, metrics, bench, fuzz -> runtime, training
-  cli       parses and dispatches
+  model/     quantization (modes), saun (Δ), entropy_models, exact,
+             context_models, transforms, latent_codecs, architectures
+  training/  data, schedule (strategies as phases), trainer, ablation
+             -> model, export
+  export     SavedModel signatures, model card -> model, runtime
+  runtime/   bitstream, codec, image_io, pretrained (model lookup)
+             -> tensorflow and tensorflow_compression only
+  tools/     evaluate, anchors, metrics, bench, fuzz -> runtime, training
+  cli        parses and dispatches
 
 Submodules are imported on use, so that `import tfc_sth` stays cheap.
 """

@@ -41,9 +41,10 @@ class UsageError(Exception):
 # Errors that mean bad input, reported in one line; anything else is a bug
 # and keeps its traceback.
 def _input_errors():
-  from tfc_sth import bitstream, image_io, pretrained, training  # pylint: disable=g-import-not-at-top,multiple-imports
+  from tfc_sth.runtime import bitstream, image_io, pretrained  # pylint: disable=g-import-not-at-top,multiple-imports
+  from tfc_sth.training import trainer  # pylint: disable=g-import-not-at-top
   return (bitstream.BitstreamError, image_io.ImageError,
-          pretrained.ModelNotFoundError, training.ConfigError, OSError)
+          pretrained.ModelNotFoundError, trainer.ConfigError, OSError)
 
 
 def _output_path(path, output, count, suffix):
@@ -110,7 +111,8 @@ def define_compress(fv):
 
 
 def run_compress(fv, paths):
-  from tfc_sth import bitstream, codec, image_io, metrics, pretrained  # pylint: disable=g-import-not-at-top,multiple-imports
+  from tfc_sth.runtime import bitstream, codec, image_io, pretrained  # pylint: disable=g-import-not-at-top,multiple-imports
+  from tfc_sth.tools import metrics  # pylint: disable=g-import-not-at-top
   model = codec.Codec.load(fv.model or pretrained.DEFAULT_MODEL)
   try:
     quality = model.check_quality(fv.quality)
@@ -146,7 +148,7 @@ def define_decompress(fv):
 
 
 def run_decompress(fv, paths):
-  from tfc_sth import bitstream, codec, image_io, pretrained  # pylint: disable=g-import-not-at-top,multiple-imports
+  from tfc_sth.runtime import bitstream, codec, image_io, pretrained  # pylint: disable=g-import-not-at-top,multiple-imports
   loaded = {}
 
   def step(path):
@@ -218,14 +220,15 @@ _TRAIN_HELP = {
 
 def _define_train_config(fv, exclude=()):
   """A flag for each `TrainConfig` field but those in `exclude`."""
-  from tfc_sth import architectures, saun, schedule, training  # pylint: disable=g-import-not-at-top,multiple-imports
+  from tfc_sth.model import architectures, saun  # pylint: disable=g-import-not-at-top,multiple-imports
+  from tfc_sth.training import schedule, trainer  # pylint: disable=g-import-not-at-top,multiple-imports
   enums = {"model": sorted(architectures.ARCHITECTURES),
            "delta": list(saun.DELTA_MODES),
            "kernel_parameter": ["rdft", "variable"],
            "quantization": list(schedule.STRATEGIES)}
   definers = {int: flags.DEFINE_integer, float: flags.DEFINE_float,
               bool: flags.DEFINE_boolean}
-  for field in dataclasses.fields(training.TrainConfig):
+  for field in dataclasses.fields(trainer.TrainConfig):
     if field.name in exclude:
       continue
     help_text = _TRAIN_HELP[field.name]
@@ -241,12 +244,12 @@ def _define_train_config(fv, exclude=()):
 
 
 def _train_config(fv):
-  from tfc_sth import training  # pylint: disable=g-import-not-at-top
+  from tfc_sth.training import trainer  # pylint: disable=g-import-not-at-top
   if not (fv.train_glob or fv.dataset):
     raise UsageError("give --train_glob or --dataset")
   values = {f.name: fv[f.name].value
-            for f in dataclasses.fields(training.TrainConfig) if f.name in fv}
-  return training.TrainConfig(**values)
+            for f in dataclasses.fields(trainer.TrainConfig) if f.name in fv}
+  return trainer.TrainConfig(**values)
 
 
 def define_train(fv):
@@ -260,10 +263,10 @@ def define_train(fv):
 
 
 def run_train(fv, args):
-  from tfc_sth import training  # pylint: disable=g-import-not-at-top
+  from tfc_sth.training import trainer  # pylint: disable=g-import-not-at-top
   config = _train_config(fv)
   logging.set_verbosity(logging.INFO)
-  training.train(config, fv.train_dir, fv.export_dir,
+  trainer.train(config, fv.train_dir, fv.export_dir,
                  verbose=1 if sys.stdout.isatty() else 2)
   return 0
 
@@ -307,7 +310,7 @@ def _images(args):
 
 def _models(specs):
   """[(label, name or path)] from [LABEL=]NAME_OR_PATH values."""
-  from tfc_sth import pretrained  # pylint: disable=g-import-not-at-top
+  from tfc_sth.runtime import pretrained  # pylint: disable=g-import-not-at-top
   models = []
   for spec in specs or [pretrained.DEFAULT_MODEL]:
     label, _, model = spec.rpartition("=")
@@ -343,7 +346,7 @@ def _signed(value, unit=""):
 
 
 def print_evaluation(measurements, all_curves, rates, reference):
-  from tfc_sth import evaluate  # pylint: disable=g-import-not-at-top
+  from tfc_sth.tools import evaluate  # pylint: disable=g-import-not-at-top
   anchor_names = [c for c in all_curves if c in _anchor_names()]
   models = [c for c in all_curves if c not in anchor_names]
   print(f"{'model':20s} {'id':36s} {'bpp':>7s} {'PSNR':>6s} {'MS-SSIM':>7s} "
@@ -370,12 +373,13 @@ def print_evaluation(measurements, all_curves, rates, reference):
 
 
 def _anchor_names():
-  from tfc_sth import anchors  # pylint: disable=g-import-not-at-top
+  from tfc_sth.tools import anchors  # pylint: disable=g-import-not-at-top
   return set(anchors.ANCHORS)
 
 
 def run_evaluate(fv, args):
-  from tfc_sth import anchors, codec, evaluate, image_io  # pylint: disable=g-import-not-at-top,multiple-imports
+  from tfc_sth.tools import anchors, evaluate  # pylint: disable=g-import-not-at-top,multiple-imports
+  from tfc_sth.runtime import codec, image_io  # pylint: disable=g-import-not-at-top,multiple-imports
   paths = _images(args)
   if fv.output and not fv.output.endswith((".json", ".csv")):
     raise UsageError("--output must end in .json or .csv")
@@ -454,8 +458,8 @@ _BENCH_TRAIN_FIELDS = ("model", "num_filters", "latent_channels", "delta",
 
 
 def _train_config_class():
-  from tfc_sth import training  # pylint: disable=g-import-not-at-top
-  return training.TrainConfig
+  from tfc_sth.training import trainer  # pylint: disable=g-import-not-at-top
+  return trainer.TrainConfig
 
 
 def _range(spread):
@@ -469,7 +473,8 @@ def run_bench(fv, args):
   if fv.threads:
     tf.config.threading.set_intra_op_parallelism_threads(fv.threads)
     tf.config.threading.set_inter_op_parallelism_threads(fv.threads)
-  from tfc_sth import bench, codec, image_io, pretrained  # pylint: disable=g-import-not-at-top,multiple-imports
+  from tfc_sth.tools import bench  # pylint: disable=g-import-not-at-top
+  from tfc_sth.runtime import codec, image_io, pretrained  # pylint: disable=g-import-not-at-top,multiple-imports
   paths = _images(args) if args else []
   if not paths and not fv.train_steps:
     raise UsageError("nothing to time: give images or --train_steps > 0")
@@ -518,7 +523,7 @@ def run_bench(fv, args):
 
 
 def define_ablate(fv):
-  from tfc_sth import ablation  # pylint: disable=g-import-not-at-top
+  from tfc_sth.training import ablation  # pylint: disable=g-import-not-at-top
   _define_train_config(fv, exclude=ablation.PER_RUN_FIELDS)
   flags.DEFINE_string("out_dir", None, "Runs, exports, results.json and "
                       "rd.png go here; rerun to resume.", flag_values=fv)
@@ -533,7 +538,9 @@ def define_ablate(fv):
 
 
 def run_ablate(fv, args):
-  from tfc_sth import ablation, evaluate, image_io  # pylint: disable=g-import-not-at-top,multiple-imports
+  from tfc_sth.training import ablation  # pylint: disable=g-import-not-at-top
+  from tfc_sth.tools import evaluate  # pylint: disable=g-import-not-at-top
+  from tfc_sth.runtime import image_io  # pylint: disable=g-import-not-at-top
   unknown = set(fv.variants) - set(ablation.VARIANTS)
   if unknown:
     raise UsageError(f"unknown variants {sorted(unknown)}")
@@ -593,7 +600,8 @@ def define_fuzz(fv):
 
 def run_fuzz(fv, args):
   import tempfile  # pylint: disable=g-import-not-at-top
-  from tfc_sth import codec, fuzz, image_io, pretrained  # pylint: disable=g-import-not-at-top,multiple-imports
+  from tfc_sth.runtime import codec, image_io, pretrained  # pylint: disable=g-import-not-at-top,multiple-imports
+  from tfc_sth.tools import fuzz  # pylint: disable=g-import-not-at-top
   _check_outputs(fv, ("output",))
   seeds = []
   for name in fv.model or [pretrained.DEFAULT_MODEL]:
@@ -634,7 +642,7 @@ def define_models(fv):
 
 def run_models(fv, args):
   del fv, args
-  from tfc_sth import pretrained  # pylint: disable=g-import-not-at-top
+  from tfc_sth.runtime import pretrained  # pylint: disable=g-import-not-at-top
   for name, path in pretrained.available().items():
     info = pretrained.read_info(path)
     default = " (default)" if name == pretrained.DEFAULT_MODEL else ""

@@ -45,10 +45,10 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_compression as tfc
 
-from tfc_sth import architectures
-from tfc_sth import exact
-from tfc_sth import pretrained
-from tfc_sth import saun
+from tfc_sth.model import architectures
+from tfc_sth.model import exact
+from tfc_sth.runtime import pretrained
+from tfc_sth.model import saun
 
 
 def default_quality(qualities):

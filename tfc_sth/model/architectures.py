@@ -14,10 +14,10 @@ import math
 
 import tensorflow as tf
 
-from tfc_sth import latent_codecs
-from tfc_sth import quantization
-from tfc_sth import saun
-from tfc_sth import transforms
+from tfc_sth.model import latent_codecs
+from tfc_sth.model import quantization
+from tfc_sth.model import saun
+from tfc_sth.model import transforms
 
 ARCHITECTURES = {}
 

@@ -31,7 +31,7 @@ import time
 from absl import logging
 
 from tfc_sth import export
-from tfc_sth import training
+from tfc_sth.training import trainer
 
 BASELINE = "aun"
 PER_RUN_FIELDS = ("lmbda", "quantization", "delta", "init_from")
@@ -88,7 +88,7 @@ def train_all(out_dir, lmbdas, base, variants=tuple(VARIANTS), verbose=2):
             delta=variant.delta, init_from=init_from)
         logging.info("Ablation: λ=%g, %s.", lmbda, name)
         start = time.perf_counter()
-        model = training.train(config, directory, verbose=verbose)
+        model = trainer.train(config, directory, verbose=verbose)
         train_seconds = time.perf_counter() - start
         export.export(model, export_dir(out_dir, lmbda, name))
         with open(timing, "w") as f:
@@ -104,7 +104,8 @@ def train_all(out_dir, lmbdas, base, variants=tuple(VARIANTS), verbose=2):
 def evaluate_all(out_dir, lmbdas, paths, variants=tuple(VARIANTS),
                  progress=None):
   """Measures every exported variant (one curve each, over λ) and JPEG."""
-  from tfc_sth import anchors, codec, evaluate  # pylint: disable=g-import-not-at-top,multiple-imports
+  from tfc_sth.tools import anchors, evaluate  # pylint: disable=g-import-not-at-top,multiple-imports
+  from tfc_sth.runtime import codec  # pylint: disable=g-import-not-at-top
   models = [(name, codec.Codec(export_dir(out_dir, lmbda, name)))
             for name in variants for lmbda in lmbdas]
   return evaluate.run(paths, models, [anchors.ANCHORS["jpeg"]], progress)
@@ -113,7 +114,8 @@ def evaluate_all(out_dir, lmbdas, paths, variants=tuple(VARIANTS),
 def report(out_dir, measurements, seconds, base, lmbdas,
            variants=tuple(VARIANTS)):
   """What the ablation found: curves, BD-rates against AUN, wall times."""
-  from tfc_sth import evaluate, pretrained  # pylint: disable=g-import-not-at-top,multiple-imports
+  from tfc_sth.tools import evaluate  # pylint: disable=g-import-not-at-top
+  from tfc_sth.runtime import pretrained  # pylint: disable=g-import-not-at-top
   curves = evaluate.curves(measurements)
   return {
       "models": {name: {f"{lmbda:g}": pretrained.read_info(

@@ -30,7 +30,7 @@ import os
 from absl import logging
 import tensorflow as tf
 
-from tfc_sth import quantization
+from tfc_sth.model import quantization
 
 STRATEGIES = ("noise", "ste", "mixed", "anneal", "sth")
 

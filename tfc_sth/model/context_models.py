@@ -19,7 +19,7 @@ index are identical on both sides of the channel.
 import numpy as np
 import tensorflow as tf
 
-from tfc_sth import exact
+from tfc_sth.model import exact
 
 
 class CausalContext(exact.Layer, tf.keras.layers.Layer):

@@ -30,7 +30,7 @@ import zlib
 
 import numpy as np
 
-from tfc_sth import bitstream
+from tfc_sth.runtime import bitstream
 
 MUTATIONS = ("flip", "truncate", "extend", "zero", "size", "quality")
 OUTCOMES = ("refused", "same", "garbage", "crash", "hang")
@@ -89,7 +89,7 @@ class Case:
 # The worker: decodes the files it is sent, one JSON line per file.
 
 def _worker(model_paths, max_pixels):
-  from tfc_sth import codec, image_io  # pylint: disable=g-import-not-at-top,multiple-imports
+  from tfc_sth.runtime import codec, image_io  # pylint: disable=g-import-not-at-top,multiple-imports
   codecs = {}
   for path in model_paths:
     loaded = codec.Codec(path)
@@ -119,14 +119,15 @@ class Worker:
   """A decoding worker process, restarted after a hang or a crash."""
 
   def __init__(self, model_paths, max_pixels):
-    self.command = [sys.executable, "-m", "tfc_sth.fuzz", "--worker",
+    self.command = [sys.executable, "-m", "tfc_sth.tools.fuzz", "--worker",
                     str(max_pixels), *model_paths]
     self.process = None
     self.peak_mb = 0.
 
   def _start(self):
     # The worker imports this package from where this process did.
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    root = os.path.dirname(os.path.dirname(os.path.dirname(
+        os.path.abspath(__file__))))
     path = os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))
     self.process = subprocess.Popen(
         self.command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -180,7 +181,7 @@ def run(seeds, cases, directory, seed=0, timeout_factor=5., timeout_slack=5.,
   `seeds` is a list of (model path, .tsth bytes, decoded uint8 image,
   seconds the seed took to decode); `directory` holds the mutated files.
   """
-  from tfc_sth import codec  # pylint: disable=g-import-not-at-top
+  from tfc_sth.runtime import codec  # pylint: disable=g-import-not-at-top
   rng = np.random.default_rng(seed)
   worker = Worker(sorted({s[0] for s in seeds}),
                   max_pixels or codec.DEFAULT_MAX_PIXELS)

@@ -31,11 +31,11 @@ that decoding will.
 
 import tensorflow as tf
 
-from tfc_sth import context_models
-from tfc_sth import entropy_models
-from tfc_sth import quantization
-from tfc_sth import saun
-from tfc_sth import transforms
+from tfc_sth.model import context_models
+from tfc_sth.model import entropy_models
+from tfc_sth.model import quantization
+from tfc_sth.model import saun
+from tfc_sth.model import transforms
 
 
 class LatentCodec(tf.keras.layers.Layer):

@@ -11,9 +11,9 @@ import itertools
 import numpy as np
 import tensorflow as tf
 
-from tfc_sth import bitstream
-from tfc_sth import image_io
-from tfc_sth import pretrained
+from tfc_sth.runtime import bitstream
+from tfc_sth.runtime import image_io
+from tfc_sth.runtime import pretrained
 
 
 # Decoding refuses larger declared sizes unless asked (`max_pixels`): a file

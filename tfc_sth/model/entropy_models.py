@@ -40,7 +40,7 @@ import tensorflow as tf
 import tensorflow_compression as tfc
 from tensorflow_compression.python.ops import gen_ops
 
-from tfc_sth import quantization
+from tfc_sth.model import quantization
 
 LOG2 = math.log(2.)
 # Probability mass outside a table's range; see the module docstring.

@@ -30,7 +30,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_compression as tfc
 
-from tfc_sth import exact
+from tfc_sth.model import exact
 
 
 class RDFTKernel(tfc.RDFTParameter):

@@ -27,7 +27,7 @@ from typing import Callable, Tuple
 
 import numpy as np
 
-from tfc_sth import image_io
+from tfc_sth.runtime import image_io
 
 
 @dataclasses.dataclass(frozen=True)

@@ -13,7 +13,7 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from tfc_sth import schedule
+from tfc_sth.training import schedule
 
 
 def _spread(seconds, megapixels):

@@ -18,10 +18,10 @@ from absl import logging
 import numpy as np
 import tensorflow as tf
 
-from tfc_sth import architectures
-from tfc_sth import data
+from tfc_sth.model import architectures
+from tfc_sth.training import data
 from tfc_sth import export
-from tfc_sth import schedule
+from tfc_sth.training import schedule
 
 
 class ConfigError(ValueError):

@@ -21,8 +21,8 @@ import time
 
 import numpy as np
 
-from tfc_sth import image_io
-from tfc_sth import metrics
+from tfc_sth.runtime import image_io
+from tfc_sth.tools import metrics
 
 QUALITIES = ("psnr", "ms_ssim_db")
 

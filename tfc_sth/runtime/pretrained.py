@@ -1,7 +1,7 @@
 """Finding exported models: by name, by path, or by the id in a .tsth header.
 
 Models are looked up in the shipped `models/` folder (installed with the
-package as `tfc_sth.models`), then in the folders listed in the environment
+package as `tfc_sth.shipped_models`), then in the folders listed in the environment
 variable `TFC_STH_MODELS` (separated by `os.pathsep`). Each model is a
 SavedModel directory with a `model.json` beside `saved_model.pb`.
 """
@@ -20,11 +20,12 @@ class ModelNotFoundError(LookupError):
 
 def shipped_models_dir():
   try:
-    import tfc_sth.models  # pylint: disable=g-import-not-at-top
-    return os.path.dirname(tfc_sth.models.__file__)
+    import tfc_sth.shipped_models  # pylint: disable=g-import-not-at-top
+    return os.path.dirname(tfc_sth.shipped_models.__file__)
   except ImportError:  # Running from a source checkout, not installed.
-    return os.path.join(os.path.dirname(os.path.dirname(
-        os.path.abspath(__file__))), "models")
+    here = os.path.abspath(__file__)  # REPO/tfc_sth/runtime/pretrained.py
+    return os.path.join(
+        os.path.dirname(os.path.dirname(os.path.dirname(here))), "models")
 
 
 def search_path():
