@@ -82,7 +82,7 @@ def tiny_model_dir(tmp_path_factory, train_glob):
   """
   from tfc_sth.training import trainer  # pylint: disable=g-import-not-at-top
   config = trainer.TrainConfig(
-      num_filters=8, latent_channels=12, delta="hyper", soft_steps=4,
+      num_filters=8, latent_channels=12, delta_mode="hyper", soft_steps=4,
       hard_steps=2, steps_per_epoch=2, batch_size=2, patch_size=64,
       train_glob=train_glob)
   models = tmp_path_factory.mktemp("models")
@@ -143,7 +143,7 @@ def tiny_ladder_dir(tmp_path_factory, train_glob):
   a bfloat16 soft phase; in a folder of its own, like `tiny_model_dir`."""
   from tfc_sth.training import trainer  # pylint: disable=g-import-not-at-top
   config = trainer.TrainConfig(
-      num_filters=8, latent_channels=12, delta="channel", qualities=3,
+      num_filters=8, latent_channels=12, delta_mode="channel", qualities=3,
       lmbda_min=0.002, lmbda=0.05, mixed_precision=True, soft_steps=4,
       hard_steps=2, steps_per_epoch=2, batch_size=2, patch_size=64,
       train_glob=train_glob)

@@ -30,7 +30,7 @@ def test_ablate_command(tmp_path, smooth_image, png_bytes, capsys):
   sth, aun = (ablation.run_dir(str(out), .01, v) for v in ("sth", "aun"))
   with open(os.path.join(aun, "config.json")) as f:
     config = json.load(f)
-  assert config["quantization"] == "noise"
+  assert config["strategy"] == "noise"
   assert config["init_from"] == os.path.join(sth, "checkpoints",
                                              "phase_0_end")
   # Equal total steps: AUN continued from step 4 to the same end as STH.

@@ -16,15 +16,15 @@ from tfc_sth import cli
 # Tiny channel counts; each case also exercises a SAUN mode and the
 # architecture's own options. Per-channel Δ cases are quality ladders with a
 # bfloat16 soft phase.
-LADDER = ["--delta=channel", "--qualities=3", "--lmbda_min=0.002",
+LADDER = ["--delta_mode=channel", "--qualities=3", "--lmbda_min=0.002",
           "--mixed_precision"]
 CASES = {
     "factorized_prior": LADDER,
-    "scale_hyperprior": ["--delta=hyper"],
+    "scale_hyperprior": ["--delta_mode=hyper"],
     "mean_scale_hyperprior": LADDER,
     "joint_autoregressive": LADDER,
     "channelwise_autoregressive": [*LADDER, "--num_slices=3"],
-    "cheng2020": ["--delta=hyper"],  # Attention: test_transforms.py.
+    "cheng2020": ["--delta_mode=hyper"],  # Attention: test_residual.py.
 }
 
 
@@ -142,7 +142,7 @@ def test_round_trip_is_exact_in_a_process_without_tfc_sth(
 
 
 @pytest.mark.parametrize("flags, message", [
-    (["--model=factorized_prior", "--delta=hyper"], "no hyperprior"),
+    (["--model=factorized_prior", "--delta_mode=hyper"], "no hyperprior"),
     (["--model=joint_autoregressive", "--attention"],
      "--attention does not apply to joint_autoregressive"),
     (["--model=mean_scale_hyperprior", "--num_slices=4"],
@@ -157,6 +157,21 @@ def test_train_refuses_options_the_architecture_cannot_take(
   err = capsys.readouterr().err
   assert len(err.splitlines()) == 1 and message in err, err
   assert not (tmp_path / "run").exists()
+
+
+def test_architecture_options_are_train_flags_with_the_builders_defaults():
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  fv = flags.FlagValues()
+  cli.define_train(fv)
+  assert architectures.OPTIONS
+  for name, option in architectures.OPTIONS.items():
+    builders = [a for a in architectures.ARCHITECTURES
+                if name in architectures.options(a)]
+    assert builders, name
+    assert {architectures.options(a)[name] for a in builders} == {
+        option.default}
+    assert fv[name].default == option.default
+    assert fv[name].help == option.help
 
 
 def test_channel_slices_split_the_latent_as_evenly_as_possible():

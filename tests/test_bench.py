@@ -41,3 +41,42 @@ def test_bench_command(tiny_model_dir, tmp_path, smooth_image, png_bytes,
 def test_bench_needs_something_to_time(capsys):
   assert cli.main(["tfc-sth", "bench", "--train_steps=0"]) == cli.EXIT_USAGE
   assert "nothing to time" in capsys.readouterr().err
+
+
+_FAKE_PEER = """import sys
+print("noise on stdout first")
+print(f"fake peer {sys.argv[1]} enc 0.500 dec 2.000")
+"""
+
+
+def test_bench_reports_speed_as_ratios_to_peers_timed_in_the_same_run(
+    tiny_model_dir, tmp_path, smooth_image, png_bytes, capsys,
+    reuse_saved_models):
+  photo = tmp_path / "photo.png"
+  photo.write_bytes(png_bytes(smooth_image(64, 80, seed=3)))
+  peers = tmp_path / "peers"
+  peers.mkdir()
+  (peers / "peer_speed.py").write_text(_FAKE_PEER)
+  out = tmp_path / "bench.json"
+  assert cli.main([
+      "tfc-sth", "bench", "--model", str(tiny_model_dir), "--runs=2",
+      "--train_steps=0", f"--peers={peers}",
+      f"--compressai_python={tmp_path / 'none'}", "-o", str(out),
+      str(photo)]) == 0
+  report = json.loads(out.read_text())
+  (coding,), (peer,) = report["coding"], report["peers"]
+  assert [p["label"] for p in peer["peers"]] == ["fake peer tfcref"]
+  (ratio,) = peer["ratios"]
+  assert ratio["encode"] == pytest.approx(
+      0.5 / coding["encode"]["median_seconds"])
+  assert ratio["decode"] == pytest.approx(
+      2.0 / coding["decode"]["median_seconds"])
+  printed = capsys.readouterr().out
+  assert "skipping CompressAI" in printed
+  assert f"encode {ratio['encode']:.2f}x" in printed
+
+
+def test_bench_peers_need_images(tmp_path, capsys):
+  assert cli.main(["tfc-sth", "bench", f"--peers={tmp_path}"]) == (
+      cli.EXIT_USAGE)
+  assert "--peers" in capsys.readouterr().err

@@ -55,12 +55,12 @@ def test_wavefronts_see_what_the_masked_convolution_sees(height, width):
       np.testing.assert_allclose(output[:, p], expected[:, i, j], atol=1e-5)
 
 
-@pytest.mark.parametrize("delta", [saun.NONE, saun.HYPER])
+@pytest.mark.parametrize("delta_mode", [saun.NONE, saun.HYPER])
 def test_serial_latent_is_the_mean_centred_rounding_of_its_own_prediction(
-    delta):
+    delta_mode):
   """ŷ = Δ·round((y - μ(ŷ))/Δ) + μ(ŷ), with μ(ŷ) from the parallel context."""
   tf.keras.utils.set_random_seed(1)
-  codec = latent_codecs.JointAutoregressive(6, 8, delta=delta)
+  codec = latent_codecs.JointAutoregressive(6, 8, delta_mode=delta_mode)
   y = 3 * tf.random.normal((1, 8, 12, 6))
   codec(y)
   for weight in codec.context.weights + codec.entropy_parameters.weights:

@@ -65,6 +65,27 @@ def test_every_quality_round_trips_and_costs_its_estimated_rate(
   assert sizes == sorted(sizes)
 
 
+def test_training_starts_from_the_shipped_model(default_codec, photo):
+  """--init_from of the shipped export, whose model.json predates the name
+  `delta_mode` (it says `delta`)."""
+  from tfc_sth import export  # pylint: disable=g-import-not-at-top
+  from tfc_sth.training import trainer  # pylint: disable=g-import-not-at-top
+  path = pretrained.resolve()
+  lmbdas = pretrained.read_info(path)["config"]["lmbdas"]
+  config = trainer.TrainConfig(
+      delta_mode="channel", qualities=len(lmbdas), lmbda_min=lmbdas[0],
+      lmbda=lmbdas[-1], init_from=path)
+  assert config.init_from_export()
+  model, _ = trainer.build(config)
+  export.import_weights(model, path)
+  image = photo[:64, :64]
+  quality = default_codec.qualities
+  x_hat, _ = model(image[None] / 255., level=quality - 1)
+  expected, _ = default_codec.reconstruct(image, quality)
+  # RDFT coefficients computed back from plain kernels: float rounding.
+  assert np.abs(np.round(np.clip(x_hat[0], 0, 1) * 255) - expected).max() <= 1
+
+
 def test_installed_package_finds_default_model_outside_source_tree(tmp_path):
   env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
   probe = subprocess.run(

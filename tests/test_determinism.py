@@ -62,7 +62,7 @@ def decodes(tmp_path_factory):
     tf.keras.utils.set_random_seed(3)
     model = architectures.CompressionModel(
         architecture=name, num_filters=128, latent_channels=192,
-        delta="channel")
+        delta_mode="channel")
     model(tf.zeros((1, 64, 64, 3)))
     export.export(model, str(root / name))
     names.append(name)

@@ -8,7 +8,7 @@ import tensorflow as tf
 
 from tfc_sth.model import context_models
 from tfc_sth.model import exact
-from tfc_sth.model import transforms
+from tfc_sth.model import layers
 
 
 def _integers(values, bits):
@@ -18,7 +18,7 @@ def _integers(values, bits):
 def test_a_dense_layer_sums_exactly():
   """Against int64 arithmetic on the same fixed-point operands."""
   tf.keras.utils.set_random_seed(0)
-  layer = transforms.Dense(384)
+  layer = layers.Dense(384)
   # Large, varied inputs: float32 sums of these round differently by order.
   inputs = tf.random.normal((3, 2304), stddev=300.)
   layer.build(inputs.shape)
@@ -38,7 +38,7 @@ def test_a_dense_layer_sums_exactly():
 def test_exact_layers_stay_close_to_float_ones():
   tf.keras.utils.set_random_seed(1)
   inputs = tf.random.normal((1, 12, 16, 24))
-  conv = transforms._conv(32, 5, 2, True, "variable", tf.nn.relu)  # pylint: disable=protected-access
+  conv = layers.conv(32, 5, 2, True, "variable", tf.nn.relu)
   context = context_models.CausalContext(32)
   for layer in (conv, context):
     expected = layer(inputs)
@@ -63,14 +63,14 @@ def test_the_context_models_two_paths_agree_exactly():
 
 
 def test_too_wide_a_layer_is_refused():
-  layer = transforms.Dense(2)
+  layer = layers.Dense(2)
   layer.build((None, 2 ** 16))
   with pytest.raises(ValueError, match="needs .* bits to sum exactly"):
     exact.make_exact(layer)
 
 
 def test_weights_outside_exact_layers_are_refused():
-  network = tf.keras.Sequential([transforms.Dense(4),
+  network = tf.keras.Sequential([layers.Dense(4),
                                  tf.keras.layers.Dense(4)])
   network.build((None, 3))
   with pytest.raises(ValueError, match="weights outside exact layers"):

@@ -23,7 +23,7 @@ def exported(request, tmp_path_factory):
   """A SavedModel of an untrained tiny model for each Δ mode, loaded."""
   tf.keras.utils.set_random_seed(0)
   model = architectures.CompressionModel(
-      num_filters=8, latent_channels=12, delta=request.param)
+      num_filters=8, latent_channels=12, delta_mode=request.param)
   model.create_variables()
   directory = str(tmp_path_factory.mktemp("export") / request.param)
   export.export(model, directory)
@@ -134,7 +134,7 @@ def test_inference_copy_computes_what_the_model_computes(freeze):
   """Also with the encoder frozen, which reorders Keras' weight lists."""
   tf.keras.utils.set_random_seed(1)
   model = architectures.CompressionModel(
-      num_filters=8, latent_channels=12, delta="channel")
+      num_filters=8, latent_channels=12, delta_mode="channel")
   x = tf.random.stateless_uniform((1, 64, 64, 3), seed=(3, 4))
   model(x)
   for variable in model.trainable_variables:  # Away from initial values.

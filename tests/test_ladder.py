@@ -24,7 +24,7 @@ LMBDAS = [0.002, 0.01, 0.05]
 def _ladder(**kwargs):
   tf.keras.utils.set_random_seed(0)
   model = architectures.CompressionModel(
-      num_filters=8, latent_channels=12, delta="channel", lmbdas=LMBDAS,
+      num_filters=8, latent_channels=12, delta_mode="channel", lmbdas=LMBDAS,
       **kwargs)
   model.create_variables()
   return model
@@ -55,14 +55,15 @@ def test_initial_steps_follow_lambda_to_the_minus_one_half():
 
 def test_levels_must_increase_in_lambda():
   with pytest.raises(ValueError, match="must increase"):
-    architectures.CompressionModel(delta="channel", lmbdas=[0.01, 0.002])
+    architectures.CompressionModel(delta_mode="channel", lmbdas=[0.01, 0.002])
 
 
-@pytest.mark.parametrize("delta, message", [
-    ("none", "needs delta=channel"), ("hyper", "needs delta=channel")])
-def test_a_ladder_needs_per_channel_steps(delta, message):
+@pytest.mark.parametrize("delta_mode, message", [
+    ("none", "needs delta_mode=channel"),
+    ("hyper", "needs delta_mode=channel")])
+def test_a_ladder_needs_per_channel_steps(delta_mode, message):
   with pytest.raises(ValueError, match=message):
-    architectures.CompressionModel(delta=delta, lmbdas=LMBDAS)
+    architectures.CompressionModel(delta_mode=delta_mode, lmbdas=LMBDAS)
 
 
 def test_the_loss_weighs_each_example_by_its_levels_lambda():
@@ -190,7 +191,7 @@ def test_single_rate_models_ignore_quality_1_and_refuse_others(
 def test_import_weights_restores_what_was_exported(
     tiny_ladder_dir, ladder, smooth_image):
   config = trainer.TrainConfig(
-      num_filters=8, latent_channels=12, delta="channel", qualities=3,
+      num_filters=8, latent_channels=12, delta_mode="channel", qualities=3,
       lmbda_min=0.002, lmbda=0.05, kernel_parameter="rdft")
   model, _ = trainer.build(config)
   image = smooth_image(64, 64, seed=7)
@@ -210,7 +211,7 @@ def test_import_weights_restores_what_was_exported(
 
 def test_a_single_rate_export_seeds_every_level(tmp_path):
   single = architectures.CompressionModel(
-      num_filters=8, latent_channels=12, delta="channel", lmbda=0.01)
+      num_filters=8, latent_channels=12, delta_mode="channel", lmbda=0.01)
   single.create_variables()
   single.latent_codec.log_delta.assign(tf.range(12, dtype=tf.float32) / 10)
   export.export(single, str(tmp_path / "single"))
@@ -227,7 +228,7 @@ def test_a_single_rate_export_seeds_every_level(tmp_path):
 def test_train_continues_from_an_export_with_a_warm_up(
     tiny_ladder_dir, train_glob, tmp_path):
   config = trainer.TrainConfig(
-      num_filters=8, latent_channels=12, delta="channel", qualities=3,
+      num_filters=8, latent_channels=12, delta_mode="channel", qualities=3,
       lmbda_min=0.002, lmbda=0.05, soft_steps=2, hard_steps=0,
       steps_per_epoch=2, batch_size=2, patch_size=64, train_glob=train_glob,
       init_from=str(tiny_ladder_dir))
@@ -263,7 +264,7 @@ def test_a_ladder_seeds_a_ladder_with_other_lmbdas(tmp_path):
   # above the range by 9x.
   lmbdas = [low / 4, math.sqrt(low * middle), high, high * 9]
   target = architectures.CompressionModel(
-      num_filters=8, latent_channels=12, delta="channel", lmbdas=lmbdas)
+      num_filters=8, latent_channels=12, delta_mode="channel", lmbdas=lmbdas)
   target.create_variables()
   export.import_weights(target, str(tmp_path / "source"))
   expected = [table[0] + math.log(2), (table[0] + table[1]) / 2, table[2],

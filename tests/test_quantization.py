@@ -5,6 +5,7 @@ import pytest
 import tensorflow as tf
 
 from tfc_sth.model import entropy_models
+from tfc_sth.model import latent_codecs
 from tfc_sth.model import quantization
 
 
@@ -19,7 +20,7 @@ def _inputs(seed=0):
 
 def _run(mode, training, delta=None):
   """(ŷ, bits, gradients of bits and of sum(ŷ²) w.r.t. y, loc, log_scale)."""
-  layer = entropy_models.GaussianConditional(quantization_mode=mode)
+  layer = entropy_models.GaussianConditional(mode=mode)
   y, loc, log_scale = _inputs()
   with tf.GradientTape(persistent=True) as tape:
     tape.watch([y, loc, log_scale])
@@ -90,7 +91,7 @@ def test_inference_rounds_in_every_mode(mode):
 
 
 def test_factorized_prior_hard_mode_has_discrete_rate_and_no_latent_gradient():
-  layer = entropy_models.FactorizedPrior(3, quantization_mode="hard")
+  layer = entropy_models.FactorizedPrior(3, mode="hard")
   z = tf.constant(np.random.default_rng(0).normal(0, 2, (2, 4, 4, 3)),
                   tf.float32)
   with tf.GradientTape(persistent=True) as tape:
@@ -107,11 +108,37 @@ def test_factorized_prior_hard_mode_has_discrete_rate_and_no_latent_gradient():
 
 def test_unknown_mode_is_rejected():
   with pytest.raises(ValueError, match="Unknown quantization mode"):
-    entropy_models.GaussianConditional(quantization_mode="round")
+    entropy_models.GaussianConditional(mode="round")
+
+
+def test_keras_config_keeps_the_mode_and_reads_its_older_name():
+  layer = entropy_models.GaussianConditional(mode="ste")
+  assert entropy_models.GaussianConditional.from_config(
+      layer.get_config()).mode == "ste"
+  config = dict(layer.get_config(), quantization_mode="hard")
+  del config["mode"]
+  assert entropy_models.GaussianConditional.from_config(config).mode == "hard"
+
+
+@pytest.mark.parametrize("codec_class, args", [
+    (latent_codecs.FactorizedLatent, (4,)),
+    (latent_codecs.JointAutoregressive, (4, 8))])
+def test_a_codec_sets_the_mode_of_the_entropy_layers_it_owns(codec_class,
+                                                             args):
+  codec = codec_class(*args)
+  layers = codec.entropy_layers
+  assert layers and all(
+      isinstance(l, entropy_models.EntropyLayer) for l in layers)
+  assert codec.mode == "noise" and {l.mode for l in layers} == {"noise"}
+  codec.mode = "hard"
+  assert codec.mode == "hard" and {l.mode for l in layers} == {"hard"}
+  with pytest.raises(ValueError, match="Unknown quantization mode"):
+    codec.mode = "round"
+  assert codec.mode == "hard" and {l.mode for l in layers} == {"hard"}
 
 
 def _run_anneal(alpha, seed=3):
-  layer = entropy_models.GaussianConditional(quantization_mode="anneal")
+  layer = entropy_models.GaussianConditional(mode="anneal")
   layer.alpha.assign(alpha)
   y, loc, log_scale = _inputs()
   tf.random.set_seed(seed)
@@ -120,7 +147,7 @@ def _run_anneal(alpha, seed=3):
 
 def test_anneal_at_zero_temperature_is_additive_noise():
   (y_hat, bits), inputs = _run_anneal(0.)
-  layer = entropy_models.GaussianConditional(quantization_mode="noise")
+  layer = entropy_models.GaussianConditional(mode="noise")
   tf.random.set_seed(3)
   noisy, noisy_bits = layer(*inputs, training=True)
   np.testing.assert_allclose(y_hat, noisy, atol=1e-6)
@@ -138,7 +165,7 @@ def test_anneal_at_high_temperature_approaches_hard_rounding():
 
 
 def test_anneal_is_differentiable_in_the_latent():
-  layer = entropy_models.FactorizedPrior(3, quantization_mode="anneal")
+  layer = entropy_models.FactorizedPrior(3, mode="anneal")
   layer.alpha.assign(4.)
   z = tf.constant(np.random.default_rng(1).normal(0, 2, (2, 4, 4, 3)),
                   tf.float32)

@@ -10,10 +10,10 @@ from tfc_sth.model import entropy_models
 from tfc_sth.model import saun
 
 
-def _model(delta, architecture="mean_scale_hyperprior"):
+def _model(delta_mode, architecture="mean_scale_hyperprior"):
   tf.keras.utils.set_random_seed(3)
   model = architectures.CompressionModel(
-      architecture, num_filters=8, latent_channels=12, delta=delta)
+      architecture, num_filters=8, latent_channels=12, delta_mode=delta_mode)
   model(tf.zeros((1, 64, 64, 3)))
   return model
 
@@ -31,7 +31,7 @@ def test_unit_channel_delta_reproduces_plain_model_exactly(architecture):
   x = tf.random.stateless_uniform((2, 64, 64, 3), seed=(1, 2))
   for mode in ("noise", "ste", "mixed", "hard", "anneal"):
     for training in (True, False):
-      plain.quantization = scaled.quantization = mode
+      plain.mode = scaled.mode = mode
       tf.random.set_seed(7)
       x_plain, bits_plain = plain(x, training=training)
       tf.random.set_seed(7)
@@ -105,11 +105,24 @@ def test_delta_is_bounded_below():
 
 def test_a_factorized_prior_has_no_hyperprior_delta():
   with pytest.raises(ValueError, match="no hyperprior"):
-    architectures.CompressionModel("factorized_prior", delta=saun.HYPER)
+    architectures.CompressionModel("factorized_prior", delta_mode=saun.HYPER)
+
+
+def test_configs_with_the_older_name_of_the_delta_mode_still_load():
+  model = architectures.CompressionModel(num_filters=8, latent_channels=12,
+                                         delta_mode=saun.CHANNEL)
+  for config, load in [
+      (model.get_config(), architectures.CompressionModel.from_config),
+      (model.latent_codec.get_config(),
+       type(model.latent_codec).from_config)]:
+    config["delta"] = config.pop("delta_mode")  # As exports once wrote it.
+    loaded = load(config)
+    codec = getattr(loaded, "latent_codec", loaded)
+    assert codec.delta_mode == saun.CHANNEL
 
 
 def test_unknown_delta_mode_is_rejected():
   with pytest.raises(ValueError, match="Unknown Δ mode"):
     architectures.CompressionModel(num_filters=8, latent_channels=12,
-                                   delta="pixel")
+                                   delta_mode="pixel")
 

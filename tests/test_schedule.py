@@ -1,5 +1,8 @@
 """The two-phase fit: phase switch, frozen encoder, resume in either phase."""
 
+import dataclasses
+import json
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -20,11 +23,11 @@ def patch_glob(tmp_path_factory):
 
 def test_phases_of_each_strategy_have_equal_total_steps():
   sth = schedule.phases_for("sth", 30, 10)
-  assert [(p.quantization, p.steps, p.freeze_encoder) for p in sth] == [
+  assert [(p.mode, p.steps, p.freeze_encoder) for p in sth] == [
       ("noise", 30, False), ("hard", 10, True)]
   for strategy in ("noise", "ste", "mixed", "anneal"):
     phases = schedule.phases_for(strategy, 30, 10)
-    assert len(phases) == 1 and phases[0].quantization == strategy
+    assert len(phases) == 1 and phases[0].mode == strategy
     assert schedule.total_steps(phases) == 40
   with pytest.raises(ValueError, match="Unknown strategy"):
     schedule.phases_for("anneal-ish", 1, 1)
@@ -66,7 +69,7 @@ class _Recorder(tf.keras.callbacks.Callback):
         encoder=[w.numpy() for layer in self.model.encoder_layers
                  for w in layer.weights],
         decoder=[w.numpy() for w in self.model.synthesis.weights],
-        phase=int(self.model.phase), mode=self.model.quantization,
+        phase=int(self.model.phase), mode=self.model.mode,
         alpha=float(self.model.latent_codec.entropy_layers[0].alpha))
     if step == self.stop_at:
       self.model.stop_training = True
@@ -122,13 +125,43 @@ def test_resume_refuses_a_different_model(tmp_path, patch_glob):
     trainer.train(_config(patch_glob, latent_channels=16), str(tmp_path))
 
 
+def test_resume_reads_the_older_names_of_a_run_config(tmp_path):
+  """config.json from before `strategy`, `delta_mode` and
+  `architecture_options`, which had a field per architecture option."""
+  older = dict(model="channelwise_autoregressive", num_filters=8,
+               latent_channels=12, delta="channel", kernel_parameter="rdft",
+               num_slices=4, attention=False, qualities=1, quantization="ste")
+  (tmp_path / "config.json").write_text(json.dumps(older))
+  same = trainer.TrainConfig(
+      model="channelwise_autoregressive", num_filters=8, latent_channels=12,
+      delta_mode="channel", architecture_options=dict(num_slices=4),
+      strategy="ste")
+  for changed, name in [(dict(strategy="sth"), "strategy"),
+                        (dict(delta_mode="none"), "delta_mode"),
+                        (dict(architecture_options={}),
+                         "architecture_options")]:
+    with pytest.raises(trainer.ConfigError, match=f"different {name} "):
+      trainer._check_resumable(dataclasses.replace(same, **changed),
+                               str(tmp_path))
+  trainer._check_resumable(same, str(tmp_path))
+  saved = json.loads((tmp_path / "config.json").read_text())
+  assert saved["strategy"] == "ste" and saved["delta_mode"] == "channel"
+  assert saved["architecture_options"] == dict(num_slices=4)
+
+
+def test_options_at_their_defaults_are_the_same_run():
+  given = trainer.TrainConfig(model="channelwise_autoregressive",
+                              architecture_options=dict(num_slices=6))
+  assert given == trainer.TrainConfig(model="channelwise_autoregressive")
+
+
 def test_branch_from_the_end_of_the_soft_phase(tmp_path, patch_glob):
   """AUN continued against STH: both start from the soft phase's checkpoint."""
   sth = _Recorder()
   trainer.train(_config(patch_glob), str(tmp_path / "sth"), callbacks=[sth])
   branch = _Recorder()
   trainer.train(
-      _config(patch_glob, quantization="noise", soft_steps=8, hard_steps=0,
+      _config(patch_glob, strategy="noise", soft_steps=8, hard_steps=0,
               init_from=str(tmp_path / "sth" / "checkpoints" /
                             "phase_0_end")),
       str(tmp_path / "noise"), callbacks=[branch])
@@ -148,7 +181,7 @@ def test_branch_from_a_missing_checkpoint_is_an_error(tmp_path, patch_glob):
 def test_anneal_raises_the_soft_rounding_temperature_over_the_run(
     tmp_path, patch_glob):
   recorder = _Recorder()
-  trainer.train(_config(patch_glob, quantization="anneal", model=
+  trainer.train(_config(patch_glob, strategy="anneal", model=
                          "factorized_prior"), str(tmp_path),
                  callbacks=[recorder])
   s = recorder.snapshots

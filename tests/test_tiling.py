@@ -21,7 +21,7 @@ SHAPE = (300, 400)
 def random_codec(request, tmp_path_factory):
   model = architectures.CompressionModel(
       request.param, num_filters=8, latent_channels=12,
-      lmbdas=[0.001, 0.01], delta="channel")
+      lmbdas=[0.001, 0.01], delta_mode="channel")
   model.create_variables()
   directory = str(tmp_path_factory.mktemp(request.param))
   export.export(model, directory)

@@ -25,9 +25,10 @@ def _as_dataset(self, split, *args, **kwargs):
 def test_train_from_tfds_dataset_exports_a_usable_model(tmp_path, capsys):
   train_dir, export_dir = tmp_path / "run", tmp_path / "models" / "tiny"
   with tfds.testing.mock_data(as_dataset_fn=_as_dataset):
-    code = cli.main(["tfc-sth", "train", "--dataset=clic", "--delta=channel",
-                     "--soft_steps=2", "--hard_steps=2", *TINY,
-                     f"--train_dir={train_dir}", f"--export_dir={export_dir}"])
+    code = cli.main(["tfc-sth", "train", "--dataset=clic",
+                     "--delta_mode=channel", "--soft_steps=2",
+                     "--hard_steps=2", *TINY, f"--train_dir={train_dir}",
+                     f"--export_dir={export_dir}"])
   assert code == 0
   out = capsys.readouterr().out
   assert "bpp" in out and "psnr" in out and "val_psnr" in out
@@ -46,10 +47,10 @@ def test_train_without_data_source_is_a_usage_error(tmp_path, capsys):
 
 def test_train_with_unknown_strategy_is_a_usage_error(tmp_path, capsys):
   code = cli.main(["tfc-sth", "train", f"--train_dir={tmp_path}",
-                   "--train_glob=x", "--quantization=round"])
+                   "--train_glob=x", "--strategy=round"])
   assert code == cli.EXIT_USAGE
   err = capsys.readouterr().err
-  assert len(err.strip().splitlines()) == 1 and "quantization" in err
+  assert len(err.strip().splitlines()) == 1 and "strategy" in err
 
 
 def test_patch_size_must_fit_the_downsampling(tmp_path, capsys):

@@ -3,8 +3,10 @@
 One sub-package per side (an arrow: may import):
 
   model/     quantization (modes), saun (Δ), entropy_models, exact,
-             context_models, transforms, latent_codecs, architectures
-  training/  data, schedule (strategies as phases), trainer, ablation
+             context_models, layers, transforms, residual, latent_codecs,
+             architectures
+  training/  data, schedule (strategies as phases), distribute
+             (tf.distribute), trainer, ablation
              -> model, export
   export     SavedModel signatures, model card -> model, runtime
   runtime/   bitstream, codec, image_io, pretrained (model lookup)

@@ -17,7 +17,6 @@ is reported as one line on stderr with a non-zero exit code; no traceback.
 
 import dataclasses
 import importlib.util
-import itertools
 import os
 import sys
 import time
@@ -174,82 +173,54 @@ def run_decompress(fv, paths):
   return _for_each(paths, step, fv)
 
 
-_TRAIN_HELP = {
-    "model": "Architecture.",
-    "num_filters": "Channels of the hidden layers (N).",
-    "latent_channels": "Channels of the latent y (M).",
-    "delta": "SAUN step Δ: none, per channel, or predicted by the hyperprior.",
-    "kernel_parameter": "Convolution kernel parameterisation (tfc).",
-    "num_slices": "Channel slices of channelwise_autoregressive.",
-    "attention": "Attention modules in cheng2020's transforms.",
-    "lmbda": "λ: rate-distortion trade-off, loss = bpp + λ·MSE (8-bit "
-             "scale); of the highest quality level for a ladder.",
-    "qualities": "Quality levels: more than 1 trains one model for a rate "
-                 "ladder, with a per-channel Δ per level (needs "
-                 "--delta=channel) and λ from --lmbda_min to --lmbda.",
-    "lmbda_min": "λ of the lowest quality level (with --qualities > 1); "
-                 "the levels' λ are spaced geometrically.",
-    "mixed_precision": "Transforms in bfloat16 (mixed precision) in every "
-                       "phase but the hard one.",
-    "warmup_steps": "Linear learning-rate warm-up steps (default: 0, or "
-                    "500 when --init_from is an exported model).",
-    "quantization": "Strategy: noise (AUN), ste, mixed, anneal (soft "
-                    "rounding, temperature raised over the run), or sth "
-                    "(soft then hard).",
-    "soft_steps": "Steps of the first (soft) phase.",
-    "hard_steps": "Steps of the hard phase (other strategies train "
-                  "soft_steps + hard_steps steps in one phase).",
-    "batch_size": "Patches per step.",
-    "patch_size": "Side of the square training patches.",
-    "learning_rate": "Adam learning rate (divided by 10 for the last 20%).",
-    "clip_norm": "Global gradient norm clip (0: none).",
-    "steps_per_epoch": "Steps between checkpoints and validations.",
-    "seed": "Random seed.",
-    "dataset": "TFDS dataset name (its data must be present; no download).",
-    "data_dir": "TFDS data directory.",
-    "train_glob": "Glob of training images (instead of --dataset).",
-    "valid_glob": "Glob of validation images.",
-    "valid_crop": "Side of the central validation crops.",
-    "init_from": "Start a new run from a checkpoint (a checkpoint folder "
-                 "or path, e.g. RUN/checkpoints/phase_0_end: weights, "
-                 "optimizer state and step, then this run's schedule) or "
-                 "from an exported model (its weights only, a fresh "
-                 "optimizer and step 0).",
-}
+def _field_flags(field):
+  """(name, default, help, type, choices) of each flag of a `TrainConfig`
+  field: its own, or one per architecture option that it holds."""
+  if "options" in field.metadata:
+    return [(name, option.default, option.help, type(option.default), None)
+            for name, option in field.metadata["options"].items()]
+  kind = field.type
+  if typing.get_origin(kind) is typing.Union:  # Optional[...]
+    kind, = (t for t in typing.get_args(kind) if t is not type(None))
+  return [(field.name, field.default, field.metadata["help"], kind,
+           field.metadata.get("choices"))]
+
+
+def _define_flag(fv, name, default, help_text, kind, choices):
+  if choices:
+    flags.DEFINE_enum(name, default, list(choices), help_text, flag_values=fv)
+    return
+  define = {int: flags.DEFINE_integer, float: flags.DEFINE_float,
+            bool: flags.DEFINE_boolean}.get(kind, flags.DEFINE_string)
+  define(name, default, help_text, flag_values=fv)
 
 
 def _define_train_config(fv, exclude=()):
-  """A flag for each `TrainConfig` field but those in `exclude`."""
-  from tfc_sth.model import architectures, saun  # pylint: disable=g-import-not-at-top,multiple-imports
-  from tfc_sth.training import schedule, trainer  # pylint: disable=g-import-not-at-top,multiple-imports
-  enums = {"model": sorted(architectures.ARCHITECTURES),
-           "delta": list(saun.DELTA_MODES),
-           "kernel_parameter": ["rdft", "variable"],
-           "quantization": list(schedule.STRATEGIES)}
-  definers = {int: flags.DEFINE_integer, float: flags.DEFINE_float,
-              bool: flags.DEFINE_boolean}
+  """The flags of every `TrainConfig` field but those in `exclude`."""
+  from tfc_sth.training import trainer  # pylint: disable=g-import-not-at-top
   for field in dataclasses.fields(trainer.TrainConfig):
-    if field.name in exclude:
-      continue
-    help_text = _TRAIN_HELP[field.name]
-    if field.name in enums:
-      flags.DEFINE_enum(field.name, field.default, enums[field.name],
-                        help_text, flag_values=fv)
-    else:
-      kind = field.type
-      if typing.get_origin(kind) is typing.Union:  # Optional[...]
-        kind, = (t for t in typing.get_args(kind) if t is not type(None))
-      define = definers.get(kind, flags.DEFINE_string)
-      define(field.name, field.default, help_text, flag_values=fv)
+    if field.name not in exclude:
+      for flag in _field_flags(field):
+        _define_flag(fv, *flag)
 
 
 def _train_config(fv):
+  """The `TrainConfig` that the flags of `_define_train_config` give."""
   from tfc_sth.training import trainer  # pylint: disable=g-import-not-at-top
-  if not (fv.train_glob or fv.dataset):
-    raise UsageError("give --train_glob or --dataset")
-  values = {f.name: fv[f.name].value
-            for f in dataclasses.fields(trainer.TrainConfig) if f.name in fv}
-  return trainer.TrainConfig(**values)
+  values = {}
+  for field in dataclasses.fields(trainer.TrainConfig):
+    if "options" in field.metadata:
+      values[field.name] = {name: fv[name].value
+                            for name in field.metadata["options"]
+                            if name in fv}
+    elif field.name in fv:
+      values[field.name] = fv[field.name].value
+  config = trainer.TrainConfig(**values)
+  try:
+    config.check_data()
+  except trainer.ConfigError as e:  # Found before anything is built.
+    raise UsageError(str(e)) from None
+  return config
 
 
 def define_train(fv):
@@ -325,61 +296,9 @@ def _check_outputs(fv, names):
       raise FileExistsError(f"{path} exists (use --force to overwrite)")
 
 
-def _json_bytes(report):
-  import json  # pylint: disable=g-import-not-at-top
-  import math  # pylint: disable=g-import-not-at-top
-
-  def clean(value):  # JSON has no NaN or infinity.
-    if isinstance(value, float) and not math.isfinite(value):
-      return None
-    if isinstance(value, dict):
-      return {k: clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-      return [clean(v) for v in value]
-    return value
-
-  return json.dumps(clean(report), indent=2).encode()
-
-
-def _signed(value, unit=""):
-  return "n/a" if value != value else f"{value:+.2f}{unit}"
-
-
-def print_evaluation(measurements, all_curves, rates, reference):
-  from tfc_sth.tools import evaluate  # pylint: disable=g-import-not-at-top
-  anchor_names = [c for c in all_curves if c in _anchor_names()]
-  models = [c for c in all_curves if c not in anchor_names]
-  print(f"{'model':20s} {'id':36s} {'bpp':>7s} {'PSNR':>6s} {'MS-SSIM':>7s} "
-        f"{'enc s':>6s} {'dec s':>6s}" + "".join(
-            f" {'ΔPSNR ' + a:>10s}" for a in anchor_names))
-  for label in models:
-    gains = {a: evaluate.gains_at_rate(measurements, label, a)
-             for a in anchor_names}
-    for p in all_curves[label]:
-      print(f"{label:20s} {p['setting']:36s} {p['bpp']:7.4f} "
-            f"{p['psnr']:6.2f} {p['ms_ssim_db']:7.2f} "
-            f"{p['encode_seconds']:6.3f} {p['decode_seconds']:6.3f}" +
-            "".join(f" {_signed(gains[a][p['setting']]):>10s}"
-                    for a in anchor_names))
-  if rates:
-    print(f"\nΔPSNR: dB over the anchor at the same bpp, per image (n/a: "
-          "outside its sweep).")
-    print(f"BD-rate against {reference} (negative: fewer bits for the same "
-          "quality; n/a: fewer than 2 points or no common qualities):")
-    print(f"  {'curve':20s} {'points':>6s} {'PSNR':>8s} {'MS-SSIM':>8s}")
-    for codec, rate in rates.items():
-      print(f"  {codec:20s} {len(all_curves[codec]):6d} "
-            f"{_signed(rate['psnr'], '%'):>8s} {_signed(rate['ms_ssim_db'], '%'):>8s}")
-
-
-def _anchor_names():
-  from tfc_sth.tools import anchors  # pylint: disable=g-import-not-at-top
-  return set(anchors.ANCHORS)
-
-
 def run_evaluate(fv, args):
   from tfc_sth.tools import anchors, evaluate  # pylint: disable=g-import-not-at-top,multiple-imports
-  from tfc_sth.runtime import codec, image_io  # pylint: disable=g-import-not-at-top,multiple-imports
+  from tfc_sth.runtime import codec  # pylint: disable=g-import-not-at-top
   paths = _images(args)
   if fv.output and not fv.output.endswith((".json", ".csv")):
     raise UsageError("--output must end in .json or .csv")
@@ -402,25 +321,8 @@ def run_evaluate(fv, args):
   models = [(label, codec.Codec.load(m)) for label, m in _models(fv.model)]
   measurements = evaluate.run(paths, models, used,
                               progress=_progress_callback(len(paths)))
-  all_curves = evaluate.curves(measurements)
-  rates = evaluate.bd_rates(all_curves, fv.reference)
-  print(f"{len(paths)} images; means over images:")
-  print_evaluation(measurements, all_curves, rates, fv.reference)
-  if fv.output:
-    if fv.output.endswith(".csv"):
-      data = evaluate.to_csv(measurements)
-    else:
-      data = _json_bytes(dict(
-          images=paths, models={label: c.model_id for label, c in models},
-          anchors={a.name: a.description for a in used}, curves=all_curves,
-          bd_rate=dict(reference=fv.reference, **rates),
-          measurements=[dataclasses.asdict(m) for m in measurements]))
-    image_io.write_atomically(fv.output, data, force=fv.force)
-  if fv.plot:
-    descriptions = {a.name: a.description for a in used}
-    image_io.write_atomically(
-        fv.plot, evaluate.plot(all_curves, f"{len(paths)} images",
-                               descriptions), force=fv.force)
+  evaluate.write_report(paths, models, used, measurements, fv.reference,
+                        fv.output, fv.plot, fv.force)
   return 0
 
 
@@ -440,21 +342,27 @@ def define_bench(fv):
   flags.DEFINE_integer("train_steps", 10, "Timed training steps per phase "
                        "(0: do not time training).", lower_bound=0,
                        flag_values=fv)
-  for field in _BENCH_TRAIN_FIELDS:
-    default = getattr(_train_config_class(), field)
-    define = {int: flags.DEFINE_integer, bool: flags.DEFINE_bool}.get(
-        type(default), flags.DEFINE_string)
-    define(f"train_{field}", default, f"Training benchmark: {_TRAIN_HELP[field]}",
-           flag_values=fv)
+  for field in dataclasses.fields(_train_config_class()):
+    if field.name in _BENCH_TRAIN_FIELDS:
+      (name, default, help_text, kind, choices), = _field_flags(field)
+      _define_flag(fv, f"train_{name}", default,
+                   f"Training benchmark: {help_text}", kind, choices)
+  flags.DEFINE_string("peers", None, "Folder of the peers' timing script "
+                      "(e.g. ../shared/peers): time tfc's reference model "
+                      "(and CompressAI's) on the same images in this run and "
+                      "report this codec's speed as a ratio to the fastest.",
+                      flag_values=fv)
+  flags.DEFINE_string("compressai_python", "/tmp/peers/venv-cai/bin/python",
+                      "Python with CompressAI, for --peers.", flag_values=fv)
   flags.DEFINE_string("output", None, "Write the figures here as JSON.",
                       short_name="o", flag_values=fv)
   flags.DEFINE_bool("force", False, "Overwrite an existing --output.",
                     flag_values=fv)
 
 
-_BENCH_TRAIN_FIELDS = ("model", "num_filters", "latent_channels", "delta",
-                       "kernel_parameter", "mixed_precision", "batch_size",
-                       "patch_size")
+_BENCH_TRAIN_FIELDS = ("model", "num_filters", "latent_channels",
+                       "delta_mode", "kernel_parameter", "mixed_precision",
+                       "batch_size", "patch_size")
 
 
 def _train_config_class():
@@ -462,22 +370,18 @@ def _train_config_class():
   return trainer.TrainConfig
 
 
-def _range(spread):
-  return (f"{spread['median_seconds']:.3f} s ({spread['min_seconds']:.3f}-"
-          f"{spread['max_seconds']:.3f}) {spread['megapixels_per_second']:6.2f}"
-          " Mpx/s")
-
-
 def run_bench(fv, args):
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   if fv.threads:
     tf.config.threading.set_intra_op_parallelism_threads(fv.threads)
     tf.config.threading.set_inter_op_parallelism_threads(fv.threads)
-  from tfc_sth.tools import bench  # pylint: disable=g-import-not-at-top
+  from tfc_sth.tools import bench, evaluate  # pylint: disable=g-import-not-at-top,multiple-imports
   from tfc_sth.runtime import codec, image_io, pretrained  # pylint: disable=g-import-not-at-top,multiple-imports
   paths = _images(args) if args else []
   if not paths and not fv.train_steps:
     raise UsageError("nothing to time: give images or --train_steps > 0")
+  if fv.peers and not paths:
+    raise UsageError("--peers times the peers on the images: give some")
   _check_outputs(fv, ("output",))
   report = {"threads": fv.threads or None, "coding": [], "training": None}
   if paths:
@@ -490,35 +394,18 @@ def run_bench(fv, args):
         qualities = [model.check_quality(float(q)) for q in fv.quality]
       except ValueError as e:  # Not a number, or a level it lacks.
         raise UsageError(f"--quality: {e}") from None
-    print(f"coding with {model.model_id}, median of {fv.runs} runs "
-          "(min-max):")
-    for path, quality in itertools.product(paths, qualities or [None]):
-      image, _ = image_io.read_png(path)
-      figures = dict(image=path, **bench.coding(model, image, fv.runs,
-                                                quality=quality))
-      report["coding"].append(figures)
-      print(f"  {os.path.basename(path)} {figures['width']}x"
-            f"{figures['height']}, quality {figures['quality']:g}, "
-            f"{figures['bpp']:.4f} bpp\n"
-            f"    encode {_range(figures['encode'])}\n"
-            f"    decode {_range(figures['decode'])}\n"
-            f"    memory: {figures['peak_mb']:.0f} MB peak while coding, "
-            f"{figures['resident_mb']:.0f} MB with the model loaded")
+    report["coding"] = bench.coding_report(model, paths, qualities, fv.runs)
+    if fv.peers:
+      report["peers"] = bench.peers_report(fv.peers, paths, report["coding"],
+                                           fv.compressai_python)
   if fv.train_steps:
     settings = {f: fv[f"train_{f}"].value for f in _BENCH_TRAIN_FIELDS}
     config = _train_config_class()(**settings)
     report["training"] = dict(
-        config=settings,
-        **bench.training(config, fv.train_steps))
-    print(f"training {config.model} N={config.num_filters} "
-          f"M={config.latent_channels} delta={config.delta} "
-          f"{config.kernel_parameter}, batch {config.batch_size} of "
-          f"{config.patch_size}x{config.patch_size}, median of "
-          f"{fv.train_steps} steps per phase (min-max):")
-    for phase in ("soft", "hard"):
-      print(f"  {phase}: {_range(report['training'][phase])}")
+        config=settings, **bench.training_report(config, fv.train_steps))
   if fv.output:
-    image_io.write_atomically(fv.output, _json_bytes(report), force=fv.force)
+    image_io.write_atomically(fv.output, evaluate.json_bytes(report),
+                              force=fv.force)
   return 0
 
 
@@ -539,8 +426,6 @@ def define_ablate(fv):
 
 def run_ablate(fv, args):
   from tfc_sth.training import ablation  # pylint: disable=g-import-not-at-top
-  from tfc_sth.tools import evaluate  # pylint: disable=g-import-not-at-top
-  from tfc_sth.runtime import image_io  # pylint: disable=g-import-not-at-top
   unknown = set(fv.variants) - set(ablation.VARIANTS)
   if unknown:
     raise UsageError(f"unknown variants {sorted(unknown)}")
@@ -563,19 +448,8 @@ def run_ablate(fv, args):
   measurements = ablation.evaluate_all(
       fv.out_dir, lmbdas, paths, fv.variants,
       progress=_progress_callback(len(paths)))
-  report = ablation.report(fv.out_dir, measurements, seconds, base, lmbdas,
-                           fv.variants)
-  print_evaluation(measurements, report["curves"],
-                   {k: v for k, v in report["bd_rate"].items()
-                    if k != "reference"}, ablation.BASELINE)
-  image_io.write_atomically(os.path.join(fv.out_dir, "results.json"),
-                            _json_bytes(report), force=True)
-  image_io.write_atomically(
-      os.path.join(fv.out_dir, "rd.png"),
-      evaluate.plot(report["curves"], f"Quantization ablation, "
-                    f"{base.soft_steps}+{base.hard_steps} steps, "
-                    f"{len(paths)} images", {"jpeg": "JPEG 4:2:0 (Pillow)"}),
-      force=True)
+  ablation.write_report(fv.out_dir, measurements, seconds, base, lmbdas,
+                        fv.variants)
   return 0
 
 
@@ -600,40 +474,21 @@ def define_fuzz(fv):
 
 def run_fuzz(fv, args):
   import tempfile  # pylint: disable=g-import-not-at-top
-  from tfc_sth.runtime import codec, image_io, pretrained  # pylint: disable=g-import-not-at-top,multiple-imports
+  from tfc_sth.runtime import image_io, pretrained  # pylint: disable=g-import-not-at-top,multiple-imports
   from tfc_sth.tools import fuzz  # pylint: disable=g-import-not-at-top
   _check_outputs(fv, ("output",))
-  seeds = []
-  for name in fv.model or [pretrained.DEFAULT_MODEL]:
-    path = pretrained.resolve(name)
-    model = codec.Codec(path)
-    for image_path in _images(args):
-      image, channels = image_io.read_png(image_path)
-      for quality in sorted({1, model.qualities}):
-        data = model.compress(image, channels, quality)
-        model.decompress(data)  # Sets up oneDNN for the size.
-        start = time.perf_counter()
-        decoded, _ = model.decompress(data)
-        seeds.append((path, data, decoded, time.perf_counter() - start))
+  seeds = fuzz.make_seeds(
+      [pretrained.resolve(name)
+       for name in fv.model or [pretrained.DEFAULT_MODEL]], _images(args))
   with tempfile.TemporaryDirectory() as directory:
     results, peak_mb = fuzz.run(
         seeds, fv.cases, directory, fv.seed, fv.timeout_factor,
         fv.timeout_slack, progress=_progress_callback(fv.cases))
-  print(f"{fv.cases} mutated files of {len(seeds)} seeds; worker peak "
-        f"memory {peak_mb:.0f} MB")
-  print(f"{'model':24s}" + "".join(f" {o:>8s}" for o in fuzz.OUTCOMES) +
-        "  slowest s")
-  for model, row in fuzz.summary(results).items():
-    print(f"{model:24s}" + "".join(f" {row[o]:8d}" for o in fuzz.OUTCOMES) +
-          f"  {row['slowest_seconds']:9.2f}")
-  failures = [c for c in results if c.outcome in ("garbage", "crash", "hang")]
-  for case in failures[:20]:
-    print(f"  {case.outcome}: {case.model} {case.mutation} {case.message}")
+  fuzz.print_report(results, len(seeds), peak_mb)
   if fv.output:
-    image_io.write_atomically(fv.output, _json_bytes(dict(
-        peak_mb=peak_mb, cases=[dataclasses.asdict(c) for c in results])),
+    image_io.write_atomically(fv.output, fuzz.to_json(results, peak_mb),
                               force=fv.force)
-  return EXIT_ERROR if failures else 0
+  return EXIT_ERROR if fuzz.failures(results) else 0
 
 
 def define_models(fv):

@@ -7,24 +7,46 @@
 with MSE on the 8-bit scale (tfc's convention, so λ values are comparable
 with tfc's examples). An architecture is a function returning
 `(analysis, synthesis, latent_codec)`; adding one is adding such a function.
+Its keyword arguments and their defaults are its options; those that only
+some architectures take are registered with their help (`OPTIONS`), from
+which the command line makes its flags.
 """
 
 import inspect
 import math
+import typing
 
 import tensorflow as tf
 
 from tfc_sth.model import latent_codecs
-from tfc_sth.model import quantization
+from tfc_sth.model import layers
+from tfc_sth.model import residual
 from tfc_sth.model import saun
 from tfc_sth.model import transforms
 
 ARCHITECTURES = {}
+# The options only some architectures take: {name: Option}.
+OPTIONS = {}
 
 
-def register(name):
+class Option(typing.NamedTuple):
+  default: object  # The builder's.
+  help: str
+
+
+def _defaults(builder):
+  parameters = inspect.signature(builder).parameters
+  return {name: p.default for name, p in parameters.items()}
+
+
+def register(name, **option_help):
+  """Registers a builder as `name`; `option_help` holds the help of each of
+  its options that other architectures do not take."""
   def decorator(builder):
     ARCHITECTURES[name] = builder
+    defaults = _defaults(builder)
+    OPTIONS.update({option: Option(defaults[option], text)
+                    for option, text in option_help.items()})
     return builder
   return decorator
 
@@ -35,74 +57,80 @@ def _gdn_transforms(num_filters, latent_channels, kernel_parameter):
           transforms.synthesis_transform(num_filters, kernel_parameter))
 
 
-def _gdn_hyperprior(codec, num_filters, latent_channels, delta,
+def _gdn_hyperprior(codec, num_filters, latent_channels, delta_mode,
                     kernel_parameter, qualities, **options):
   """GDN transforms around one of the hyperprior latent codecs."""
   return (*_gdn_transforms(num_filters, latent_channels, kernel_parameter),
-          codec(latent_channels, num_filters, delta=delta,
+          codec(latent_channels, num_filters, delta_mode=delta_mode,
                 kernel_parameter=kernel_parameter, qualities=qualities,
                 **options))
 
 
 @register("factorized_prior")
-def factorized_prior(num_filters=128, latent_channels=192, delta=saun.NONE,
-                     kernel_parameter="rdft", qualities=1):
+def factorized_prior(num_filters=128, latent_channels=192,
+                     delta_mode=saun.NONE, kernel_parameter="rdft",
+                     qualities=1):
   """Ballé, Laparra, Simoncelli (ICLR 2017): GDN transforms, factorized prior."""
   return (*_gdn_transforms(num_filters, latent_channels, kernel_parameter),
-          latent_codecs.FactorizedLatent(latent_channels, delta=delta,
-                                         qualities=qualities))
+          latent_codecs.FactorizedLatent(
+              latent_channels, delta_mode=delta_mode, qualities=qualities))
 
 
 @register("scale_hyperprior")
-def scale_hyperprior(num_filters=128, latent_channels=192, delta=saun.NONE,
-                     kernel_parameter="rdft", qualities=1):
+def scale_hyperprior(num_filters=128, latent_channels=192,
+                     delta_mode=saun.NONE, kernel_parameter="rdft",
+                     qualities=1):
   """Ballé et al. (ICLR 2018): GDN transforms, N(0, σ²) with σ from h_s."""
   return _gdn_hyperprior(latent_codecs.ScaleHyperprior, num_filters,
-                         latent_channels, delta, kernel_parameter, qualities)
+                         latent_channels, delta_mode, kernel_parameter,
+                         qualities)
 
 
 @register("mean_scale_hyperprior")
 def mean_scale_hyperprior(num_filters=128, latent_channels=192,
-                          delta=saun.NONE, kernel_parameter="rdft",
+                          delta_mode=saun.NONE, kernel_parameter="rdft",
                           qualities=1):
   """Minnen et al. 2018 without context: GDN transforms, Gaussian (μ, σ) prior."""
   return _gdn_hyperprior(latent_codecs.MeanScaleHyperprior, num_filters,
-                         latent_channels, delta, kernel_parameter, qualities)
+                         latent_channels, delta_mode, kernel_parameter,
+                         qualities)
 
 
 @register("joint_autoregressive")
 def joint_autoregressive(num_filters=128, latent_channels=192,
-                         delta=saun.NONE, kernel_parameter="rdft",
+                         delta_mode=saun.NONE, kernel_parameter="rdft",
                          qualities=1):
   """Minnen, Ballé, Toderici (NeurIPS 2018): hyperprior plus causal context."""
   return _gdn_hyperprior(latent_codecs.JointAutoregressive, num_filters,
-                         latent_channels, delta, kernel_parameter, qualities)
+                         latent_channels, delta_mode, kernel_parameter,
+                         qualities)
 
 
-@register("channelwise_autoregressive")
+@register("channelwise_autoregressive",
+          num_slices="Channel slices of channelwise_autoregressive.")
 def channelwise_autoregressive(num_filters=128, latent_channels=192,
-                               delta=saun.NONE, kernel_parameter="rdft",
+                               delta_mode=saun.NONE, kernel_parameter="rdft",
                                qualities=1, num_slices=6):
   """Minnen & Singh (ICIP 2020): channel slices with latent residual
   prediction."""
   return _gdn_hyperprior(latent_codecs.ChannelwiseAutoregressive,
-                         num_filters, latent_channels, delta,
+                         num_filters, latent_channels, delta_mode,
                          kernel_parameter, qualities, num_slices=num_slices)
 
 
-@register("cheng2020")
-def cheng2020(num_filters=128, latent_channels=192, delta=saun.NONE,
+@register("cheng2020", attention="Attention modules in cheng2020's transforms.")
+def cheng2020(num_filters=128, latent_channels=192, delta_mode=saun.NONE,
               kernel_parameter="rdft", qualities=1, attention=False):
   """Cheng et al. (CVPR 2020), the "anchor": residual blocks, sub-pixel
   upsampling, joint context model; `attention` adds the simplified attention
   modules. The likelihood is a single Gaussian (see the README)."""
   return (
-      transforms.residual_analysis_transform(
+      residual.analysis_transform(
           num_filters, latent_channels, kernel_parameter, attention=attention),
-      transforms.residual_synthesis_transform(
+      residual.synthesis_transform(
           num_filters, kernel_parameter, attention=attention),
       latent_codecs.JointAutoregressive(
-          latent_channels, num_filters, delta=delta,
+          latent_channels, num_filters, delta_mode=delta_mode,
           kernel_parameter=kernel_parameter, hyper_transforms="residual",
           qualities=qualities),
   )
@@ -110,8 +138,7 @@ def cheng2020(num_filters=128, latent_channels=192, delta=saun.NONE,
 
 def options(architecture):
   """The keyword arguments an architecture takes, with their defaults."""
-  parameters = inspect.signature(ARCHITECTURES[architecture]).parameters
-  return {name: p.default for name, p in parameters.items()}
+  return _defaults(ARCHITECTURES[architecture])
 
 
 def _mean(name):
@@ -181,12 +208,13 @@ class CompressionModel(tf.keras.Model):
     return [None] if self.qualities == 1 else list(range(self.qualities))
 
   @property
-  def quantization(self):
-    return self.latent_codec.quantization
+  def mode(self):
+    """The quantization mode of the latent codec (`quantization.MODES`)."""
+    return self.latent_codec.mode
 
-  @quantization.setter
-  def quantization(self, mode):
-    self.latent_codec.quantization = quantization.check_mode(mode)
+  @mode.setter
+  def mode(self, mode):
+    self.latent_codec.mode = mode
 
   def set_soft_round_alpha(self, alpha):
     """The temperature of the `anneal` mode (0: no rounding at all)."""
@@ -206,7 +234,7 @@ class CompressionModel(tf.keras.Model):
     "mixed_bfloat16"); the entropy model always computes in float32."""
     for transform in [self.analysis, self.synthesis,
                       *self.latent_codec.transforms]:
-      transforms.set_precision(transform, policy)
+      layers.set_precision(transform, policy)
     self.precision = policy
 
   def call(self, x, training=False, level=None):
@@ -258,7 +286,10 @@ class CompressionModel(tf.keras.Model):
     levels = self.sample_levels(tf.shape(x)[0])
     with tf.GradientTape() as tape:
       loss, bpp, mse = self.rate_distortion(x, training=True, level=levels)
-    gradients = tape.gradient(loss, variables)
+      # Under tf.distribute the optimizer sums the replicas' gradients: each
+      # replica contributes its share of the global mean.
+      share = loss / tf.distribute.get_replica_context().num_replicas_in_sync
+    gradients = tape.gradient(share, variables)
     self.optimizer.apply_gradients(zip(gradients, variables))
     return self._update_metrics(loss, bpp, mse)
 
@@ -275,4 +306,7 @@ class CompressionModel(tf.keras.Model):
 
   @classmethod
   def from_config(cls, config):
+    config = dict(config)
+    if "delta" in config:  # Its name in older configs (and exports).
+      config["delta_mode"] = config.pop("delta")
     return cls(**config)

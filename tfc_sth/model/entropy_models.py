@@ -98,14 +98,14 @@ def finish_decoding(handle, value):
 class EntropyLayer(tf.keras.layers.Layer):
   """Base: a quantization mode and a soft rounding temperature α.
 
-  Both are set by the training schedule through the model: the mode is a
-  Python value (the schedule re-traces when it changes), α a variable
-  (it changes every step under `anneal`).
+  Both are set by the latent codec that owns the layer: the mode is a Python
+  value (the schedule re-traces when it changes), α a variable (it changes
+  every step under `anneal`).
   """
 
-  def __init__(self, quantization_mode=quantization.NOISE, **kwargs):
+  def __init__(self, mode=quantization.NOISE, **kwargs):
     super().__init__(**kwargs)
-    self.quantization = quantization_mode
+    self.mode = mode
     # Not tracked: the schedule sets α before every step, so it is no part of
     # a checkpoint or of the exported weights (and checkpoints written before
     # `anneal` existed still restore).
@@ -113,16 +113,16 @@ class EntropyLayer(tf.keras.layers.Layer):
         0., trainable=False, name="soft_round_alpha"))
 
   @property
-  def quantization(self):
-    return self._quantization
+  def mode(self):
+    return self._mode
 
-  @quantization.setter
-  def quantization(self, mode):
-    self._quantization = quantization.check_mode(mode)
+  @mode.setter
+  def mode(self, mode):
+    # The one check of a mode: codecs and models pass theirs down to here.
+    self._mode = quantization.check_mode(mode)
 
   def perturb(self, v, training, noise=None):
-    return quantization.perturb(v, self.quantization, training, self.alpha,
-                                noise)
+    return quantization.perturb(v, self.mode, training, self.alpha, noise)
 
   def _bits(self, distribution, value, kind, coding_axes=(1, 2, 3)):
     """Bits per batch element of `value` under the density `kind` names."""
@@ -133,7 +133,14 @@ class EntropyLayer(tf.keras.layers.Layer):
     return -tf.reduce_sum(log_probs, axis=coding_axes) / LOG2
 
   def get_config(self):
-    return dict(super().get_config(), quantization_mode=self.quantization)
+    return dict(super().get_config(), mode=self.mode)
+
+  @classmethod
+  def from_config(cls, config):
+    config = dict(config)
+    if "quantization_mode" in config:  # Its name in older configs.
+      config["mode"] = config.pop("quantization_mode")
+    return cls(**config)
 
 
 class FactorizedPrior(EntropyLayer):

@@ -4,7 +4,7 @@ A model is transforms plus a latent codec. The codec owns quantization, so
 every training strategy applies to every architecture. Each codec answers:
 
 - `call(y, training, level)` -> (ŷ or ỹ for the synthesis, bits per image)
-  under the current `quantization` mode;
+  under the current quantization `mode`;
 - `compress(y, level)` -> ({name: strings}, symbols), range coded with tfc;
 - `decompress(strings, latent_shape, level)` -> (ŷ, symbols), ŷ identical
   to the inference-mode ŷ of `call`.
@@ -17,9 +17,10 @@ channel steps Δ_q (SAUN per channel, one row of log Δ per level): counted
 from 0, a scalar (fractional levels interpolate log Δ) or, in training, one
 level per example. A codec of one quality ignores it.
 
-It also names the layers that belong to the encoder (`encoder_layers`, frozen
-in the hard phase), its extra downsampling (`downsampling`) and its string
-names (`string_names`).
+It also names the entropy layers it created (`entropy_layers`, to which its
+`mode` setter passes the mode), the layers that belong to the encoder
+(`encoder_layers`, frozen in the hard phase), its extra downsampling
+(`downsampling`) and its string names (`string_names`).
 
 Wherever y is coded with a Gaussian, μ and σ (and Δ under SAUN hyper) come
 from what the architecture predicts: the hyperprior, the causal context or
@@ -33,30 +34,34 @@ import tensorflow as tf
 
 from tfc_sth.model import context_models
 from tfc_sth.model import entropy_models
+from tfc_sth.model import layers
 from tfc_sth.model import quantization
+from tfc_sth.model import residual
 from tfc_sth.model import saun
 from tfc_sth.model import transforms
 
 
 class LatentCodec(tf.keras.layers.Layer):
-  """Base: the quantization mode and α of every entropy model inside."""
+  """Base: the quantization mode and α of the entropy layers it created."""
 
   string_names = ("y_string",)
   downsampling = 1
+  _mode = quantization.NOISE  # The entropy layers' own initial mode.
 
   @property
   def entropy_layers(self):
-    return [l for l in self._flatten_layers()
-            if isinstance(l, entropy_models.EntropyLayer)]
+    """Its `entropy_models.EntropyLayer`s, listed by each codec."""
+    raise NotImplementedError
 
   @property
-  def quantization(self):
-    return self.entropy_layers[0].quantization
+  def mode(self):
+    return self._mode
 
-  @quantization.setter
-  def quantization(self, mode):
+  @mode.setter
+  def mode(self, mode):
     for layer in self.entropy_layers:
-      layer.quantization = mode
+      layer.mode = mode  # Which checks it.
+    self._mode = mode
 
   def set_soft_round_alpha(self, alpha):
     for layer in self.entropy_layers:
@@ -81,6 +86,13 @@ class LatentCodec(tf.keras.layers.Layer):
     for layer in self.entropy_layers:
       layer.build_tables()
 
+  @classmethod
+  def from_config(cls, config):
+    config = dict(config)
+    if "delta" in config:  # Its name in older configs.
+      config["delta_mode"] = config.pop("delta")
+    return cls(**config)
+
   def _add_channel_delta(self, channels, qualities):
     """Under SAUN per channel, the weight log Δ: [channels], or [qualities,
     channels] for a ladder. Zero: the initial model is the plain model, bit
@@ -88,10 +100,10 @@ class LatentCodec(tf.keras.layers.Layer):
     self.qualities = int(qualities)
     if self.qualities < 1:
       raise ValueError(f"qualities={qualities} must be at least 1.")
-    if self.qualities > 1 and self.delta != saun.CHANNEL:
+    if self.qualities > 1 and self.delta_mode != saun.CHANNEL:
       raise ValueError("A quality ladder is a per-channel Δ per level: it "
-                       "needs delta=channel.")
-    if self.delta == saun.CHANNEL:
+                       "needs delta_mode=channel.")
+    if self.delta_mode == saun.CHANNEL:
       shape = (channels,) if self.qualities == 1 else (
           self.qualities, channels)
       self.log_delta = self.add_weight(
@@ -115,19 +127,23 @@ class FactorizedLatent(LatentCodec):
   There is no predicted mean; under SAUN a per-channel Δ scales the grid.
   """
 
-  def __init__(self, latent_channels, delta=saun.NONE, qualities=1,
+  def __init__(self, latent_channels, delta_mode=saun.NONE, qualities=1,
                **kwargs):
     super().__init__(**kwargs)
     self.latent_channels = int(latent_channels)
-    self.delta = saun.check_delta_mode(delta)
-    if self.delta == saun.HYPER:
+    self.delta_mode = saun.check_delta_mode(delta_mode)
+    if self.delta_mode == saun.HYPER:
       raise ValueError("A factorized prior has no hyperprior to predict Δ "
-                       "from; use delta=channel or none.")
+                       "from; use delta_mode=channel or none.")
     self.prior = entropy_models.FactorizedPrior(self.latent_channels)
     self._add_channel_delta(self.latent_channels, qualities)
 
+  @property
+  def entropy_layers(self):
+    return [self.prior]
+
   def _delta(self, level):
-    if self.delta == saun.CHANNEL:
+    if self.delta_mode == saun.CHANNEL:
       return self._channel_delta(level)
     return 1.
 
@@ -146,14 +162,14 @@ class FactorizedLatent(LatentCodec):
 
   def get_config(self):
     return dict(super().get_config(), latent_channels=self.latent_channels,
-                delta=self.delta, qualities=self.qualities)
+                delta_mode=self.delta_mode, qualities=self.qualities)
 
 
 HYPER_TRANSFORMS = {
     "conv": (transforms.hyper_analysis_transform,
              transforms.hyper_synthesis_transform),
-    "residual": (transforms.residual_hyper_analysis_transform,
-                 transforms.residual_hyper_synthesis_transform),
+    "residual": (residual.hyper_analysis_transform,
+                 residual.hyper_synthesis_transform),
 }
 
 
@@ -172,17 +188,17 @@ class Hyperprior(LatentCodec):
   hyper_features = None  # Set by subclasses, in units of latent_channels.
 
   def __init__(self, latent_channels, num_filters, hyper_channels=None,
-               delta=saun.NONE, kernel_parameter="rdft",
+               delta_mode=saun.NONE, kernel_parameter="rdft",
                hyper_transforms="conv", qualities=1, **kwargs):
     super().__init__(**kwargs)
     self.latent_channels = int(latent_channels)
     self.num_filters = int(num_filters)
     self.hyper_channels = int(hyper_channels or num_filters)
-    self.delta = saun.check_delta_mode(delta)
+    self.delta_mode = saun.check_delta_mode(delta_mode)
     self.kernel_parameter = kernel_parameter
     self.hyper_transforms = hyper_transforms
     analysis, synthesis = HYPER_TRANSFORMS[hyper_transforms]
-    outputs = self.hyper_features + (self.delta == saun.HYPER)
+    outputs = self.hyper_features + (self.delta_mode == saun.HYPER)
     self.hyper_analysis = analysis(
         self.num_filters, self.hyper_channels, kernel_parameter)
     self.hyper_synthesis = synthesis(
@@ -190,6 +206,10 @@ class Hyperprior(LatentCodec):
     self.hyper_prior = entropy_models.FactorizedPrior(self.hyper_channels)
     self.conditional = entropy_models.GaussianConditional()
     self._add_channel_delta(self.latent_channels, qualities)
+
+  @property
+  def entropy_layers(self):
+    return [self.hyper_prior, self.conditional]
 
   @property
   def encoder_layers(self):
@@ -212,11 +232,11 @@ class Hyperprior(LatentCodec):
   def _hyper_parameters(self, z_hat, level):
     """h_s(ẑ) as (entropy features, Δ or None)."""
     features = tf.cast(self.hyper_synthesis(z_hat), tf.float32)
-    if self.delta == saun.HYPER:
+    if self.delta_mode == saun.HYPER:
       split = self.hyper_features * self.latent_channels
       return (features[..., :split],
               saun.delta_from_log(features[..., split:]))
-    if self.delta == saun.CHANNEL:
+    if self.delta_mode == saun.CHANNEL:
       return features, self._channel_delta(level)
     return features, None
 
@@ -246,22 +266,26 @@ class Hyperprior(LatentCodec):
     return dict(
         super().get_config(), latent_channels=self.latent_channels,
         num_filters=self.num_filters, hyper_channels=self.hyper_channels,
-        delta=self.delta, kernel_parameter=self.kernel_parameter,
+        delta_mode=self.delta_mode, kernel_parameter=self.kernel_parameter,
         hyper_transforms=self.hyper_transforms, qualities=self.qualities)
 
 
-class MeanScaleHyperprior(Hyperprior):
-  """y coded with N(μ, σ²) predicted from the hyper-latent alone.
+class ScaleHyperprior(Hyperprior):
+  """y coded with N(0, σ²), σ from a hyper-latent of |y|.
 
-  Minnen, Ballé, Toderici, "Joint Autoregressive and Hierarchical Priors for
-  Learned Image Compression", NeurIPS 2018, without the context model.
+  Ballé, Minnen, Singh, Hwang, Johnston, "Variational Image Compression with
+  a Scale Hyperprior", ICLR 2018. μ = 0, so rounding is to the integers (or
+  to multiples of Δ).
   """
 
-  hyper_features = 2
+  hyper_features = 1
+
+  def _hyper_input(self, y):
+    return tf.abs(y)
 
   def _gaussian(self, features):
-    loc, log_scale = tf.split(features, 2, axis=-1)
-    return loc, log_scale
+    """(μ, log σ) from h_s's features."""
+    return tf.zeros_like(features), features
 
   def _code_y(self, y, features, delta, training):
     return self.conditional(y, *self._gaussian(features), delta,
@@ -278,30 +302,32 @@ class MeanScaleHyperprior(Hyperprior):
     return y_hat, [symbols]
 
 
-class ScaleHyperprior(MeanScaleHyperprior):
-  """y coded with N(0, σ²), σ from a hyper-latent of |y|.
+class MeanScaleHyperprior(ScaleHyperprior):
+  """y coded with N(μ, σ²) predicted from the hyper-latent alone.
 
-  Ballé, Minnen, Singh, Hwang, Johnston, "Variational Image Compression with
-  a Scale Hyperprior", ICLR 2018. μ = 0, so rounding is to the integers (or
-  to multiples of Δ).
+  Minnen, Ballé, Toderici, "Joint Autoregressive and Hierarchical Priors for
+  Learned Image Compression", NeurIPS 2018, without the context model: the
+  scale hyperprior with a predicted mean as well, whose h_a sees y itself,
+  sign included, as the mean needs.
   """
 
-  hyper_features = 1
+  hyper_features = 2
 
   def _hyper_input(self, y):
-    return tf.abs(y)
+    return y
 
   def _gaussian(self, features):
-    return tf.zeros_like(features), features
+    loc, log_scale = tf.split(features, 2, axis=-1)
+    return loc, log_scale
 
 
 def _entropy_parameters(channels, outputs):
   """1x1 layers from (hyper features, context) to (μ, log σ); Dense works
   both on whole latents and on the rows of one wavefront."""
   return tf.keras.Sequential([
-      transforms.Dense(channels * 10 // 3, tf.nn.leaky_relu),
-      transforms.Dense(channels * 8 // 3, tf.nn.leaky_relu),
-      transforms.Dense(outputs),
+      layers.Dense(channels * 10 // 3, tf.nn.leaky_relu),
+      layers.Dense(channels * 8 // 3, tf.nn.leaky_relu),
+      layers.Dense(outputs),
   ], name="entropy_parameters")
 
 
@@ -370,7 +396,7 @@ class JointAutoregressive(Hyperprior):
     return state, conditional.denormalize(v_hat, loc, delta)
 
   def _code_y(self, y, features, delta, training):
-    mode = self.quantization
+    mode = self.mode
     noise = None
     if quantization.is_discrete(mode, training):
       y_serial, _ = self._serial(
@@ -438,7 +464,7 @@ class ChannelwiseAutoregressive(Hyperprior):
 
   hyper_features = 2
 
-  def __init__(self, latent_channels, num_filters, num_slices=6, **kwargs):
+  def __init__(self, latent_channels, num_filters, num_slices, **kwargs):
     super().__init__(latent_channels, num_filters, **kwargs)
     self.num_slices = int(num_slices)
     if not 1 <= self.num_slices <= self.latent_channels:
@@ -477,9 +503,9 @@ class ChannelwiseAutoregressive(Hyperprior):
       log_scale = self.scale_transforms[k](
           tf.concat([scale_features] + decoded, axis=-1))
       y_k = code(k, loc, log_scale, deltas[k])
-      residual = self.residual_transforms[k](
+      lrp = self.residual_transforms[k](
           tf.concat([mean_support, y_k], axis=-1))
-      decoded.append(y_k + .5 * tf.tanh(residual))
+      decoded.append(y_k + .5 * tf.tanh(lrp))
     return tf.concat(decoded, axis=-1)
 
   def _code_y(self, y, features, delta, training):

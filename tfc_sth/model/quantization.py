@@ -53,7 +53,7 @@ def perturb(v, mode, training, alpha=None, noise=None):
 
   Args:
     v: the latent tensor.
-    mode: one of `MODES`.
+    mode: one of `MODES`, checked where it was set (`check_mode`).
     training: Python bool; at inference every mode rounds.
     alpha: soft rounding temperature (scalar tensor), for `anneal`.
     noise: the uniform noise to add in the noisy modes; drawn if None. Given
@@ -64,7 +64,6 @@ def perturb(v, mode, training, alpha=None, noise=None):
     `DISCRETE`, `NOISY` or `SOFT_ROUNDED` and says which density the rate
     value must be evaluated under.
   """
-  check_mode(mode)
   if not training or mode == STE:
     rounded = tfc.round_st(v)
     return rounded, rounded, DISCRETE

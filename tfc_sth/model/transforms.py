@@ -1,261 +1,53 @@
-"""Analysis and synthesis transforms (g_a, g_s) and hyper transforms (h_a, h_s).
+"""The GDN transforms of Ballé et al. and Minnen et al.: g_a, g_s, h_a, h_s.
 
-Built from tfc's `SignalConv2D` and `GDN`. `kernel_parameter` chooses the
-kernel parameterisation: "rdft" (tfc's default) preconditions the gradient and
-is the most stable; "variable" is a plain kernel.
-
-On a CPU, tfc's RDFT parameter costs more than the convolutions themselves:
-its inverse FFT over thousands of tiny 5x5 kernels, and that FFT's gradient,
-took 0.5 of the 0.95 s of a training step of the default model. The inverse
-RDFT is linear, so `RDFTKernel` applies it as one small matrix product
-instead: the same variables, checkpoints and training dynamics as tfc's
-parameter, at the speed of plain kernels.
-
-Likewise, tfc computes an upsampling convolution as a VALID transposed
-convolution and crops it, which oneDNN runs about 1.6x slower than a SAME
-one; `SignalConv2D` gets the same output from a SAME transposed convolution
-or, for few output channels, a sub-pixel convolution. Synthesis takes a
-third less time with these.
-
-The `residual_*` builders are the transforms of Cheng et al., "Learned Image
-Compression with Discretized Gaussian Mixture Likelihoods and Attention
-Modules" (CVPR 2020): 3x3 residual blocks, GDN in the resolution-changing
-blocks, sub-pixel upsampling and, optionally, their simplified attention
-module. Their blocks (`ResidualBlock`, `ResidualDownBlock`,
-`ResidualUpBlock`, `AttentionBlock`) are Keras layers whose convolutions are
-this module's `SignalConv2D`s, so export handles them like the others.
+Analysis and synthesis transforms (g_a, g_s) of four stride-2 5x5
+convolutions with GDN (Ballé, Laparra, Simoncelli, ICLR 2017), hyper
+transforms (h_a, h_s) of the hyperprior models (Ballé et al., ICLR 2018;
+Minnen et al., NeurIPS 2018), and the channel-slice transforms of Minnen &
+Singh (ICIP 2020). Built from `layers.SignalConv2D` and `layers.GDN`;
+Cheng et al.'s residual transforms are in `cheng2020.py`.
 """
 
-import numpy as np
 import tensorflow as tf
-import tensorflow_compression as tfc
 
-from tfc_sth.model import exact
-
-
-class RDFTKernel(tfc.RDFTParameter):
-  """tfc's RDFT kernel parameter, with the inverse RDFT as a matrix product.
-
-  The variables (`real`, `imag` of shape [in, out, kh, kw // 2 + 1]) and their
-  meaning are tfc's, so checkpoints are interchangeable with
-  `tfc.RDFTParameter`; only the computation of the kernel differs.
-  """
-
-  def __init__(self, initial_value, name=None, shape=None, dtype=None):
-    super().__init__(initial_value, name=name, shape=shape, dtype=dtype)
-    if self.shape.rank != 4:
-      raise ValueError(f"RDFTKernel is for 2D kernels, not {self.shape}.")
-    spectrum = self.real.shape[2:]  # (kh, kw // 2 + 1)
-    count = spectrum.num_elements()
-    # Row j: the kernel that tfc's inverse RDFT makes of the j-th unit
-    # coefficient, real parts first, then imaginary parts.
-    units = np.eye(2 * count, dtype=np.float32).reshape((2 * count, 2)
-                                                        + tuple(spectrum))
-    basis = tf.signal.irfft2d(
-        tf.dtypes.complex(units[:, 0], units[:, 1])
-        * self.shape[:2].num_elements() ** .5,
-        fft_length=self.shape[:2])
-    self._basis = tf.constant(
-        tf.reshape(basis, (2 * count, -1)).numpy(), self.dtype)
-
-  @tf.Module.with_name_scope
-  def __call__(self, compute_dtype=None):
-    channels = self.shape[2] * self.shape[3]
-    coefficients = tf.concat([tf.reshape(self.real, (channels, -1)),
-                              tf.reshape(self.imag, (channels, -1))], axis=1)
-    # [kh * kw, in * out] = basisᵀ · coefficientsᵀ, already in kernel order.
-    kernel = tf.reshape(
-        tf.linalg.matmul(self._basis, coefficients, transpose_a=True,
-                         transpose_b=True), self.shape)
-    return kernel if compute_dtype is None else tf.cast(kernel, compute_dtype)
-
-
-class SignalConv2D(exact.Layer, tfc.SignalConv2D):
-  """tfc's `SignalConv2D` with faster "rdft" kernels and 2x upsampling.
-
-  Same variables and same outputs (up to float rounding) as tfc's layer;
-  exact (see `exact.py`) in float64 on fixed-point operands when asked.
-  """
-
-  # Measured on oneDNN: for many output channels a SAME transposed
-  # convolution is fastest, for few (the image) a sub-pixel convolution.
-  MIN_TRANSPOSED_FILTERS = 16
-
-  def build(self, input_shape):
-    if isinstance(self.kernel_parameter, str) and (
-        self.kernel_parameter == "rdft"):
-      shape = self.kernel_support + (int(input_shape[-1]), self.filters)
-      self.kernel_parameter = RDFTKernel(
-          self.kernel_initializer(shape=shape, dtype=self.variable_dtype),
-          name="kernel")
-    super().build(input_shape)
-
-  @property
-  def _fast_up(self):
-    return (not self.corr and not self.channel_separable
-            and self.strides_up == (2, 2) and self.strides_down == (1, 1)
-            and self.padding == "same_zeros" and self.extra_pad_end
-            and self.data_format == "channels_last"
-            and all(k % 2 and k <= 5 for k in self.kernel_support))
-
-  # tfc's output is rows/columns [(k-1)//2, (k-1)//2 + 2n) of the full
-  # transposed convolution of n input rows/columns with a k-tap kernel, i.e.
-  # output 2m + r = Σ_t x[m + t]·K[r + (k-1)//2 - 2t], t ∈ {-1, 0, 1}.
-
-  def _up_transposed(self, inputs):
-    # A SAME transposed convolution of the input padded by one zero row and
-    # column starts at (k-2)//2 of the full one, one before tfc's output.
-    shape = tf.shape(inputs)
-    padded = tf.pad(inputs, [[0, 0], [0, 1], [0, 1], [0, 0]])
-    outputs = tf.nn.conv2d_transpose(
-        padded, tf.transpose(self.kernel, (0, 1, 3, 2)),
-        [shape[0], 2 * shape[1] + 2, 2 * shape[2] + 2, self.filters],
-        strides=2, padding="SAME")
-    return outputs[:, 1:2 * shape[1] + 1, 1:2 * shape[2] + 1, :]
-
-  def _up_sub_pixel(self, inputs):
-    # One 3x3 correlation per output phase r = (r_y, r_x), stacked along
-    # channels as depth_to_space expects, with the taps of the formula above.
-    kernel = self.kernel
-    taps = []
-    for axis, size in enumerate(self.kernel_support):
-      index = np.array([[r + (size - 1) // 2 - 2 * t for t in (-1, 0, 1)]
-                        for r in (0, 1)])
-      # Out-of-range taps point at an appended zero.
-      kernel = tf.pad(kernel, [[0, 1] if a == axis else [0, 0]
-                               for a in range(4)])
-      taps.append(np.where((index >= 0) & (index < size), index, size))
-    (rows, cols) = taps
-    # [r_y, t_y, r_x, t_x, in, out] -> [t_y, t_x, in, (r_y, r_x, out)]
-    kernel = tf.gather(tf.gather(kernel, rows, axis=0), cols, axis=2)
-    kernel = tf.transpose(kernel, (1, 3, 4, 0, 2, 5))
-    shape = tf.shape(kernel)
-    kernel = tf.reshape(kernel, [3, 3, shape[2], 4 * self.filters])
-    return tf.nn.depth_to_space(
-        tf.nn.conv2d(inputs, kernel, strides=1, padding="SAME"), 2)
-
-  def _correlate_down_explicit(self, inputs, kernel, padding):
-    # oneDNN has no bfloat16 kernel for explicitly padded convolutions, and
-    # TensorFlow's fallback is 20x slower: pad first, then a VALID one.
-    if inputs.dtype != tf.bfloat16 or self.data_format != "channels_last":
-      return super()._correlate_down_explicit(inputs, kernel, padding)
-    padded = tf.pad(inputs, [(0, 0), *padding, (0, 0)])
-    return tf.nn.conv2d(padded, kernel, self.strides_down, "VALID")
-
-  @property
-  def kernel_variable(self):
-    return self.kernel_parameter
-
-  @property
-  def kernel(self):
-    kernel = super().kernel
-    return tf.cast(kernel, tf.float64) if self.exact else kernel
-
-  @property
-  def bias(self):
-    bias = super().bias
-    return tf.cast(bias, tf.float64) if self.exact else bias
-
-  def call(self, inputs):
-    if self.exact:
-      return tf.cast(self._call(exact.snap(inputs)), tf.float32)
-    return self._call(inputs)
-
-  def _call(self, inputs):
-    if not self._fast_up:
-      return super().call(inputs)
-    if self.filters >= self.MIN_TRANSPOSED_FILTERS:
-      outputs = self._up_transposed(inputs)
-    else:
-      outputs = self._up_sub_pixel(inputs)
-    if self.use_bias:
-      outputs = tf.nn.bias_add(outputs, self.bias)
-    if self.activation is not None:
-      outputs = self.activation(outputs)
-    return outputs
-
-
-class GDN(tfc.GDN):
-  """tfc's GDN whose constant α and ε follow the compute dtype.
-
-  tfc converts constant parameters once, at construction, so under a
-  bfloat16 policy set later (`set_precision`) they would stay float32.
-  """
-
-  @property
-  def alpha(self):
-    return tf.cast(super().alpha, self.compute_dtype)
-
-  @property
-  def epsilon(self):
-    return tf.cast(super().epsilon, self.compute_dtype)
-
-
-class Dense(exact.Layer, tf.keras.layers.Dense):
-  """Keras's `Dense`, exact (see `exact.py`) when asked."""
-
-  @property
-  def kernel_variable(self):
-    return self.kernel
-
-  def call(self, inputs):
-    if not self.exact:
-      return super().call(inputs)
-    outputs = tf.matmul(exact.snap(inputs), tf.cast(self.kernel, tf.float64))
-    outputs = self.activation(outputs + tf.cast(self.bias, tf.float64))
-    return tf.cast(outputs, tf.float32)
-
-
-def set_precision(transform, policy):
-  """Runs a transform (a layer and all layers inside it) under a Keras dtype
-  policy such as "mixed_bfloat16": float32 variables, computation in the
-  policy's dtype. Outputs are then in that dtype; callers cast them back."""
-  policy = tf.keras.mixed_precision.Policy(policy)
-  for layer in [transform, *transform.submodules]:
-    if isinstance(layer, tf.keras.layers.Layer):
-      layer._set_dtype_policy(policy)  # pylint: disable=protected-access
-
-
-def _conv(filters, kernel, stride, up, kernel_parameter, activation=None,
-          name=None):
-  return SignalConv2D(
-      filters, (kernel, kernel), corr=not up,
-      strides_down=1 if up else stride, strides_up=stride if up else 1,
-      padding="same_zeros", use_bias=True, activation=activation,
-      kernel_parameter=kernel_parameter, name=name)
+from tfc_sth.model import layers
 
 
 def analysis_transform(num_filters, latent_channels, kernel_parameter="rdft",
                        name="analysis"):
   """g_a: image -> latent y, four stride-2 5x5 convolutions with GDN."""
-  layers = [
-      _conv(num_filters, 5, 2, False, kernel_parameter,
-            GDN(name=f"gdn_{i}"), name=f"conv_{i}") for i in range(3)]
-  layers.append(_conv(latent_channels, 5, 2, False, kernel_parameter,
-                      name="conv_3"))
-  return tf.keras.Sequential(layers, name=name)
+  stack = [
+      layers.conv(num_filters, 5, 2, False, kernel_parameter,
+                  layers.GDN(name=f"gdn_{i}"), name=f"conv_{i}")
+      for i in range(3)]
+  stack.append(layers.conv(latent_channels, 5, 2, False, kernel_parameter,
+                           name="conv_3"))
+  return tf.keras.Sequential(stack, name=name)
 
 
 def synthesis_transform(num_filters, kernel_parameter="rdft", channels=3,
                         name="synthesis"):
   """g_s: ŷ -> image, four stride-2 5x5 transposed convolutions with IGDN."""
-  layers = [
-      _conv(num_filters, 5, 2, True, kernel_parameter,
-            GDN(inverse=True, name=f"igdn_{i}"), name=f"conv_{i}")
+  stack = [
+      layers.conv(num_filters, 5, 2, True, kernel_parameter,
+                  layers.GDN(inverse=True, name=f"igdn_{i}"),
+                  name=f"conv_{i}")
       for i in range(3)]
-  layers.append(_conv(channels, 5, 2, True, kernel_parameter, name="conv_3"))
-  return tf.keras.Sequential(layers, name=name)
+  stack.append(layers.conv(channels, 5, 2, True, kernel_parameter,
+                           name="conv_3"))
+  return tf.keras.Sequential(stack, name=name)
 
 
 def hyper_analysis_transform(num_filters, hyper_channels,
                              kernel_parameter="rdft", name="hyper_analysis"):
   """h_a: y -> hyper-latent z, downsampling by 4."""
   return tf.keras.Sequential([
-      _conv(num_filters, 3, 1, False, kernel_parameter, tf.nn.relu,
-            name="conv_0"),
-      _conv(num_filters, 5, 2, False, kernel_parameter, tf.nn.relu,
-            name="conv_1"),
-      _conv(hyper_channels, 5, 2, False, kernel_parameter, name="conv_2"),
+      layers.conv(num_filters, 3, 1, False, kernel_parameter, tf.nn.relu,
+                  name="conv_0"),
+      layers.conv(num_filters, 5, 2, False, kernel_parameter, tf.nn.relu,
+                  name="conv_1"),
+      layers.conv(hyper_channels, 5, 2, False, kernel_parameter,
+                  name="conv_2"),
   ], name=name)
 
 
@@ -263,261 +55,11 @@ def hyper_synthesis_transform(num_filters, out_channels,
                               kernel_parameter="rdft", name="hyper_synthesis"):
   """h_s: ẑ -> entropy parameters of y (μ, log σ and, under SAUN, log Δ)."""
   return tf.keras.Sequential([
-      _conv(num_filters, 5, 2, True, kernel_parameter, tf.nn.relu,
-            name="conv_0"),
-      _conv(num_filters * 3 // 2, 5, 2, True, kernel_parameter, tf.nn.relu,
-            name="conv_1"),
-      _conv(out_channels, 3, 1, True, kernel_parameter, name="conv_2"),
-  ], name=name)
-
-
-# Cheng et al.'s transforms.
-
-
-# Registered so that layers' configs can name it.
-@tf.keras.utils.register_keras_serializable("tfc_sth", "leaky_relu")
-def _leaky_relu(x):
-  # The paper leaves the slope unstated; 0.01 is the common default.
-  return tf.nn.leaky_relu(x, alpha=0.01)
-
-
-class _SubPixelConv(tf.keras.layers.Layer):
-  """A 3x3 convolution to 4x the channels, rearranged to 2x the resolution.
-
-  Cheng et al. upsample this way rather than by transposed convolution.
-  """
-
-  def __init__(self, filters, kernel_parameter="rdft", activation=None,
-               **kwargs):
-    super().__init__(**kwargs)
-    self.filters = int(filters)
-    self.kernel_parameter = kernel_parameter
-    # Pointwise, so it commutes with the rearrangement.
-    self.conv = _conv(4 * self.filters, 3, 1, False, kernel_parameter,
-                      activation, name="conv")
-
-  def call(self, inputs):
-    return tf.nn.depth_to_space(self.conv(inputs), 2)
-
-  def get_config(self):
-    return dict(super().get_config(), filters=self.filters,
-                kernel_parameter=self.kernel_parameter,
-                activation=tf.keras.activations.serialize(
-                    self.conv.activation))
-
-
-class _Residual(tf.keras.layers.Layer):
-  """Base of blocks computing x + branch(x) at a width of `filters`.
-
-  An input of another width is first mapped to `filters` channels by a 1x1
-  convolution (`projection`), which is created at build: only there is the
-  input's width known, and the synthesis's first block receives the latent,
-  whose width its builder is not told.
-  """
-
-  def __init__(self, filters, kernel_parameter="rdft", **kwargs):
-    super().__init__(**kwargs)
-    self.filters = int(filters)
-    self.kernel_parameter = kernel_parameter
-    self.projection = None
-
-  def build(self, input_shape):
-    if input_shape[-1] != self.filters:
-      self.projection = _conv(self.filters, 1, 1, False,
-                              self.kernel_parameter, name="projection")
-    super().build(input_shape)
-
-  def branch(self, inputs):
-    raise NotImplementedError
-
-  def call(self, inputs):
-    if self.projection is not None:
-      inputs = self.projection(inputs)
-    return inputs + self.branch(inputs)
-
-  def get_config(self):
-    return dict(super().get_config(), filters=self.filters,
-                kernel_parameter=self.kernel_parameter)
-
-
-class ResidualBlock(_Residual):
-  """Two 3x3 convolutions with LeakyReLU and an identity skip.
-
-  Adds depth at constant resolution; the skip keeps it easy to train.
-  """
-
-  def __init__(self, filters, kernel_parameter="rdft", **kwargs):
-    super().__init__(filters, kernel_parameter, **kwargs)
-    self.conv_0 = _conv(self.filters, 3, 1, False, kernel_parameter,
-                        _leaky_relu, name="conv_0")
-    self.conv_1 = _conv(self.filters, 3, 1, False, kernel_parameter,
-                        _leaky_relu, name="conv_1")
-
-  def branch(self, inputs):
-    return self.conv_1(self.conv_0(inputs))
-
-
-class ResidualDownBlock(tf.keras.layers.Layer):
-  """Downsampling by 2: (3x3/2 conv, LeakyReLU, 3x3 conv, GDN) + 1x1/2 conv.
-
-  Stacked 3x3 convolutions see at least as far as one 5x5 with fewer
-  weights; GDN keeps the divisive normalisation of GDN transforms; the skip
-  gives the gradient a short path.
-  """
-
-  def __init__(self, filters, kernel_parameter="rdft", **kwargs):
-    super().__init__(**kwargs)
-    self.filters = int(filters)
-    self.kernel_parameter = kernel_parameter
-    self.conv_0 = _conv(self.filters, 3, 2, False, kernel_parameter,
-                        _leaky_relu, name="conv_0")
-    self.conv_1 = _conv(self.filters, 3, 1, False, kernel_parameter,
-                        GDN(name="gdn"), name="conv_1")
-    self.skip = _conv(self.filters, 1, 1, False, kernel_parameter,
-                      name="skip")
-
-  def call(self, inputs):
-    # The 1x1 stride-2 skip as subsampling and a stride-1 convolution: the
-    # same output, but oneDNN's (TF 2.14) kernel gradient of a strided 1x1
-    # convolution crashes the process (double free).
-    skip = self.skip(inputs[:, ::2, ::2, :])
-    return self.conv_1(self.conv_0(inputs)) + skip
-
-  def get_config(self):
-    return dict(super().get_config(), filters=self.filters,
-                kernel_parameter=self.kernel_parameter)
-
-
-class ResidualUpBlock(tf.keras.layers.Layer):
-  """Upsampling by 2: (sub-pixel conv, LeakyReLU, 3x3 conv, IGDN) + sub-pixel.
-
-  The mirror of `ResidualDownBlock`, with inverse GDN as in GDN synthesis
-  transforms.
-  """
-
-  def __init__(self, filters, kernel_parameter="rdft", **kwargs):
-    super().__init__(**kwargs)
-    self.filters = int(filters)
-    self.kernel_parameter = kernel_parameter
-    self.up = _SubPixelConv(self.filters, kernel_parameter, _leaky_relu,
-                            name="up")
-    self.conv = _conv(self.filters, 3, 1, False, kernel_parameter,
-                      GDN(inverse=True, name="igdn"), name="conv")
-    self.skip = _SubPixelConv(self.filters, kernel_parameter, name="skip")
-
-  def call(self, inputs):
-    return self.conv(self.up(inputs)) + self.skip(inputs)
-
-  def get_config(self):
-    return dict(super().get_config(), filters=self.filters,
-                kernel_parameter=self.kernel_parameter)
-
-
-class _BottleneckUnit(_Residual):
-  """1x1 to filters // 2, ReLU, 3x3, ReLU, 1x1 back, plus identity."""
-
-  def __init__(self, filters, kernel_parameter="rdft", **kwargs):
-    super().__init__(filters, kernel_parameter, **kwargs)
-    half = self.filters // 2
-    self.convs = tf.keras.Sequential([
-        _conv(half, 1, 1, False, kernel_parameter, tf.nn.relu, name="conv_0"),
-        _conv(half, 3, 1, False, kernel_parameter, tf.nn.relu, name="conv_1"),
-        _conv(self.filters, 1, 1, False, kernel_parameter, name="conv_2"),
-    ], name="convs")
-
-  def branch(self, inputs):
-    return self.convs(inputs)
-
-
-class AttentionBlock(_Residual):
-  """Cheng et al.'s simplified attention: x + trunk(x) · sigmoid(mask(x)).
-
-  The mask in (0, 1) weights the trunk's correction per position and
-  channel, so that bits and detail go where the content is complex. No
-  non-local part: the paper dropped it for speed at no loss.
-  """
-
-  def __init__(self, filters, kernel_parameter="rdft", **kwargs):
-    super().__init__(filters, kernel_parameter, **kwargs)
-    units = lambda: [
-        _BottleneckUnit(self.filters, kernel_parameter, name=f"unit_{i}")
-        for i in range(3)]
-    self.trunk = tf.keras.Sequential(units(), name="trunk")
-    self.mask = tf.keras.Sequential(
-        units() + [_conv(self.filters, 1, 1, False, kernel_parameter,
-                         tf.sigmoid, name="conv")], name="mask")
-
-  def branch(self, inputs):
-    return self.trunk(inputs) * self.mask(inputs)
-
-
-def residual_analysis_transform(num_filters, latent_channels,
-                                kernel_parameter="rdft", attention=False,
-                                name="analysis"):
-  """g_a of Cheng et al.: image -> latent y, downsampling by 16."""
-  n, k = num_filters, kernel_parameter
-  layers = [ResidualDownBlock(n, k, name="down_0"),
-            ResidualBlock(n, k, name="res_0"),
-            ResidualDownBlock(n, k, name="down_1")]
-  if attention:
-    layers.append(AttentionBlock(n, k, name="attention_0"))
-  layers += [ResidualBlock(n, k, name="res_1"),
-             ResidualDownBlock(n, k, name="down_2"),
-             ResidualBlock(n, k, name="res_2"),
-             _conv(latent_channels, 3, 2, False, k, name="conv")]
-  if attention:
-    layers.append(AttentionBlock(latent_channels, k, name="attention_1"))
-  return tf.keras.Sequential(layers, name=name)
-
-
-def residual_synthesis_transform(num_filters, kernel_parameter="rdft",
-                                 attention=False, channels=3,
-                                 name="synthesis"):
-  """g_s of Cheng et al.: ŷ -> image, upsampling by 16.
-
-  The first block maps ŷ to `num_filters` channels by a 1x1 convolution if
-  its width differs (see `_Residual`); in the paper both are N.
-  """
-  n, k = num_filters, kernel_parameter
-  layers = [AttentionBlock(n, k, name="attention_0")] if attention else []
-  layers += [ResidualBlock(n, k, name="res_0"),
-             ResidualUpBlock(n, k, name="up_0"),
-             ResidualBlock(n, k, name="res_1"),
-             ResidualUpBlock(n, k, name="up_1")]
-  if attention:
-    layers.append(AttentionBlock(n, k, name="attention_1"))
-  layers += [ResidualBlock(n, k, name="res_2"),
-             ResidualUpBlock(n, k, name="up_2"),
-             ResidualBlock(n, k, name="res_3"),
-             _SubPixelConv(channels, k, name="up_3")]
-  return tf.keras.Sequential(layers, name=name)
-
-
-def residual_hyper_analysis_transform(num_filters, hyper_channels,
-                                      kernel_parameter="rdft",
-                                      name="hyper_analysis"):
-  """h_a of Cheng et al.: y -> hyper-latent z, downsampling by 4."""
-  conv = lambda i, filters, stride, activation=_leaky_relu: _conv(
-      filters, 3, stride, False, kernel_parameter, activation,
-      name=f"conv_{i}")
-  return tf.keras.Sequential([
-      conv(0, num_filters, 1), conv(1, num_filters, 1),
-      conv(2, num_filters, 2), conv(3, num_filters, 1),
-      conv(4, hyper_channels, 2, None),
-  ], name=name)
-
-
-def residual_hyper_synthesis_transform(num_filters, out_channels,
-                                       kernel_parameter="rdft",
-                                       name="hyper_synthesis"):
-  """h_s of Cheng et al.: ẑ -> entropy parameters of y, upsampling by 4."""
-  k, wide = kernel_parameter, num_filters * 3 // 2
-  return tf.keras.Sequential([
-      _conv(num_filters, 3, 1, False, k, _leaky_relu, name="conv_0"),
-      _SubPixelConv(num_filters, k, _leaky_relu, name="up_0"),
-      _conv(wide, 3, 1, False, k, _leaky_relu, name="conv_1"),
-      _SubPixelConv(wide, k, _leaky_relu, name="up_1"),
-      _conv(out_channels, 3, 1, False, k, name="conv_2"),
+      layers.conv(num_filters, 5, 2, True, kernel_parameter, tf.nn.relu,
+                  name="conv_0"),
+      layers.conv(num_filters * 3 // 2, 5, 2, True, kernel_parameter,
+                  tf.nn.relu, name="conv_1"),
+      layers.conv(out_channels, 3, 1, True, kernel_parameter, name="conv_2"),
   ], name=name)
 
 
@@ -526,9 +68,9 @@ def slice_transform(latent_channels, out_channels, kernel_parameter="rdft",
   """Channel-wise context: (features, decoded slices) -> one slice's μ, σ or
   latent residual, three 3x3 convolutions (Minnen & Singh 2020)."""
   return tf.keras.Sequential([
-      _conv(latent_channels * 2 // 3, 3, 1, False, kernel_parameter,
-            tf.nn.relu, name="conv_0"),
-      _conv(latent_channels // 3, 3, 1, False, kernel_parameter, tf.nn.relu,
-            name="conv_1"),
-      _conv(out_channels, 3, 1, False, kernel_parameter, name="conv_2"),
+      layers.conv(latent_channels * 2 // 3, 3, 1, False, kernel_parameter,
+                  tf.nn.relu, name="conv_0"),
+      layers.conv(latent_channels // 3, 3, 1, False, kernel_parameter,
+                  tf.nn.relu, name="conv_1"),
+      layers.conv(out_channels, 3, 1, False, kernel_parameter, name="conv_2"),
   ], name=name)

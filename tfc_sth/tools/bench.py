@@ -8,11 +8,16 @@ VmHWM, reset before the runs), beside its resident set with the model
 loaded.
 """
 
+import itertools
+import os
+import subprocess
+import sys
 import time
 
 import numpy as np
 import tensorflow as tf
 
+from tfc_sth.runtime import image_io
 from tfc_sth.training import schedule
 
 
@@ -65,7 +70,9 @@ def coding(codec, image, runs=7, warm_up=2, quality=None):
           "bpp": 8 * len(data) / (height * width),
           "encode": _spread(encode, megapixels),
           "decode": _spread(decode, megapixels),
-          "resident_mb": resident, "peak_mb": _memory_mb("VmHWM")}
+          "resident_mb": resident,
+          # The kernel updates VmHWM lazily: it can trail a resident set read.
+          "peak_mb": max(_memory_mb("VmHWM"), resident)}
 
 
 class _StepTimes(tf.keras.callbacks.Callback):
@@ -90,8 +97,8 @@ def training(config, steps=10, warm_up=3):
   {"soft": spread, "hard": spread} with megapixels per second of training
   images.
   """
-  from tfc_sth import training as training_lib  # pylint: disable=g-import-not-at-top
-  model, _ = training_lib.build(config)
+  from tfc_sth.training import trainer  # pylint: disable=g-import-not-at-top
+  model, _ = trainer.build(config)
   shape = (config.batch_size, config.patch_size, config.patch_size, 3)
   patches = tf.data.Dataset.from_tensors(
       tf.random.stateless_uniform(shape, (config.seed, 0))).repeat()
@@ -104,3 +111,114 @@ def training(config, steps=10, warm_up=3):
   megapixels = config.batch_size * config.patch_size ** 2 / 1e6
   return {"soft": _spread(times.seconds[warm_up:per_phase], megapixels),
           "hard": _spread(times.seconds[per_phase + warm_up:], megapixels)}
+
+
+def _range(spread):
+  return (f"{spread['median_seconds']:.3f} s ({spread['min_seconds']:.3f}-"
+          f"{spread['max_seconds']:.3f}) {spread['megapixels_per_second']:6.2f}"
+          " Mpx/s")
+
+
+def coding_report(codec, paths, qualities, runs=7):
+  """`coding` of every PNG image in `paths` at every quality level (or at
+  the model's own if `qualities` is empty), printed as it goes; returns the
+  figures of each, with its path."""
+  print(f"coding with {codec.model_id}, median of {runs} runs (min-max):")
+  results = []
+  for path, quality in itertools.product(paths, qualities or [None]):
+    image, _ = image_io.read_png(path)
+    figures = dict(image=path, **coding(codec, image, runs, quality=quality))
+    results.append(figures)
+    print(f"  {os.path.basename(path)} {figures['width']}x"
+          f"{figures['height']}, quality {figures['quality']:g}, "
+          f"{figures['bpp']:.4f} bpp\n"
+          f"    encode {_range(figures['encode'])}\n"
+          f"    decode {_range(figures['decode'])}\n"
+          f"    memory: {figures['peak_mb']:.0f} MB peak while coding, "
+          f"{figures['resident_mb']:.0f} MB with the model loaded")
+  return results
+
+
+def training_report(config, steps=10):
+  """`training` of `config`, printed; returns its figures."""
+  figures = training(config, steps)
+  print(f"training {config.model} N={config.num_filters} "
+        f"M={config.latent_channels} delta_mode={config.delta_mode} "
+        f"{config.kernel_parameter}, batch {config.batch_size} of "
+        f"{config.patch_size}x{config.patch_size}, median of "
+        f"{steps} steps per phase (min-max):")
+  for phase in ("soft", "hard"):
+    print(f"  {phase}: {_range(figures[phase])}")
+  return figures
+
+
+# The peers' timing script and the models it times (../shared/peers): tfc's
+# reference scale hyperprior with this environment, CompressAI's mean-scale
+# hyperprior (this project's default architecture, N=128, M=192) with its own.
+PEER_SCRIPT = "peer_speed.py"
+TFC_REFERENCE = ("tfcref", "128")
+COMPRESSAI = ("compressai", "mbt2018_mean", "3")
+
+
+def cpu_model():
+  try:
+    with open("/proc/cpuinfo") as f:
+      for line in f:
+        if line.startswith("model name"):
+          return line.split(":", 1)[1].strip()
+  except OSError:
+    pass
+  return "unknown CPU"
+
+
+def _peer(python, script, args, image):
+  """(label, encode seconds, decode seconds) of one peer on one image."""
+  result = subprocess.run([python, script, *args, image], capture_output=True,
+                          text=True, timeout=1800, check=False)
+  line = result.stdout.strip().split("\n")[-1]
+  label, _, times = line.rpartition(" enc ")
+  if result.returncode or not label:
+    raise RuntimeError(f"{os.path.basename(script)} {' '.join(args)} failed: "
+                       f"{(result.stderr or line).strip().splitlines()[-1:]}")
+  encode, _, decode = times.partition(" dec ")
+  return label, float(encode), float(decode)
+
+
+def peers_report(peers_dir, paths, coding_results, compressai_python=None):
+  """Times the peers on each image in this run and prints every coding
+  figure of `coding_results` as a ratio to the fastest peer (above 1: this
+  codec is faster). CompressAI is skipped, with the reason, when its Python
+  is not given or missing."""
+  script = os.path.join(peers_dir, PEER_SCRIPT)
+  if not os.path.isfile(script):
+    raise FileNotFoundError(f"No {PEER_SCRIPT} in {peers_dir!r}.")
+  runs = [(sys.executable, TFC_REFERENCE)]
+  if compressai_python and os.path.isfile(compressai_python):
+    runs.append((compressai_python, COMPRESSAI))
+  else:
+    print(f"  skipping CompressAI: no Python at {compressai_python!r} "
+          f"(make one with {os.path.join(peers_dir, 'setup.sh')})")
+  print(f"peers, in this run on {cpu_model()} (median of 5 runs):")
+  results = []
+  for path in paths:
+    timed = [_peer(python, script, args, path) for python, args in runs]
+    fastest = {"encode": min(t[1] for t in timed),
+               "decode": min(t[2] for t in timed)}
+    print(f"  {os.path.basename(path)}")
+    for label, encode, decode in timed:
+      print(f"    {label}: encode {encode:.3f} s, decode {decode:.3f} s")
+    ratios = []
+    for figures in coding_results:
+      if figures["image"] != path:
+        continue
+      ratio = {side: fastest[side] / figures[side]["median_seconds"]
+               for side in ("encode", "decode")}
+      ratios.append(dict(quality=figures["quality"], **ratio))
+      print(f"    this codec, quality {figures['quality']:g}: encode "
+            f"{ratio['encode']:.2f}x, decode {ratio['decode']:.2f}x the "
+            "fastest peer's speed")
+    results.append(dict(image=path, cpu=cpu_model(), ratios=ratios,
+                        peers=[dict(label=label, encode_seconds=encode,
+                                    decode_seconds=decode)
+                               for label, encode, decode in timed]))
+  return results

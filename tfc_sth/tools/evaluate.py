@@ -16,6 +16,7 @@ over an anchor at the same rate, per image.
 import csv
 import dataclasses
 import io
+import json
 import math
 import time
 
@@ -169,6 +170,80 @@ def to_csv(measurements):
   for m in measurements:
     writer.writerow(dataclasses.asdict(m))
   return buffer.getvalue().encode()
+
+
+def json_bytes(report):
+  """A report as indented JSON, NaN and infinities as null: JSON has none."""
+
+  def clean(value):
+    if isinstance(value, float) and not math.isfinite(value):
+      return None
+    if isinstance(value, dict):
+      return {k: clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+      return [clean(v) for v in value]
+    return value
+
+  return json.dumps(clean(report), indent=2).encode()
+
+
+def _signed(value, unit=""):
+  return "n/a" if value != value else f"{value:+.2f}{unit}"
+
+
+def print_table(measurements, all_curves, rates, reference):
+  """Prints every point of the models' curves with its PSNR gain over each
+  anchor at the same rate, then `rates`, the BD-rates against `reference`."""
+  from tfc_sth.tools import anchors  # pylint: disable=g-import-not-at-top
+  anchor_names = [c for c in all_curves if c in anchors.ANCHORS]
+  models = [c for c in all_curves if c not in anchor_names]
+  print(f"{'model':20s} {'id':36s} {'bpp':>7s} {'PSNR':>6s} {'MS-SSIM':>7s} "
+        f"{'enc s':>6s} {'dec s':>6s}" + "".join(
+            f" {'ΔPSNR ' + a:>10s}" for a in anchor_names))
+  for label in models:
+    gains = {a: gains_at_rate(measurements, label, a) for a in anchor_names}
+    for p in all_curves[label]:
+      print(f"{label:20s} {p['setting']:36s} {p['bpp']:7.4f} "
+            f"{p['psnr']:6.2f} {p['ms_ssim_db']:7.2f} "
+            f"{p['encode_seconds']:6.3f} {p['decode_seconds']:6.3f}" +
+            "".join(f" {_signed(gains[a][p['setting']]):>10s}"
+                    for a in anchor_names))
+  if rates:
+    print(f"\nΔPSNR: dB over the anchor at the same bpp, per image (n/a: "
+          "outside its sweep).")
+    print(f"BD-rate against {reference} (negative: fewer bits for the same "
+          "quality; n/a: fewer than 2 points or no common qualities):")
+    print(f"  {'curve':20s} {'points':>6s} {'PSNR':>8s} {'MS-SSIM':>8s}")
+    for codec, rate in rates.items():
+      print(f"  {codec:20s} {len(all_curves[codec]):6d} "
+            f"{_signed(rate['psnr'], '%'):>8s} "
+            f"{_signed(rate['ms_ssim_db'], '%'):>8s}")
+
+
+def write_report(paths, models, anchors, measurements, reference,
+                 output=None, plot_path=None, force=False):
+  """What `tfc-sth evaluate` reports of `run`'s measurements: a table of the
+  means over `paths` and, where asked, every measurement in `output` (.csv,
+  or .json with curves and BD-rates too) and an RD plot in `plot_path`."""
+  all_curves = curves(measurements)
+  rates = bd_rates(all_curves, reference)
+  descriptions = {a.name: a.description for a in anchors}
+  print(f"{len(paths)} images; means over images:")
+  print_table(measurements, all_curves, rates, reference)
+  if output:
+    if output.endswith(".csv"):
+      data = to_csv(measurements)
+    else:
+      data = json_bytes(dict(
+          images=paths, models={label: c.model_id for label, c in models},
+          anchors=descriptions, curves=all_curves,
+          bd_rate=dict(reference=reference, **rates),
+          measurements=[dataclasses.asdict(m) for m in measurements]))
+    image_io.write_atomically(output, data, force=force)
+  if plot_path:
+    image_io.write_atomically(
+        plot_path, plot(all_curves, f"{len(paths)} images", descriptions),
+        force=force)
 
 
 def plot(all_curves, title=None, descriptions=None):

@@ -34,6 +34,7 @@ from tfc_sth.runtime import bitstream
 
 MUTATIONS = ("flip", "truncate", "extend", "zero", "size", "quality")
 OUTCOMES = ("refused", "same", "garbage", "crash", "hang")
+FAILURES = ("garbage", "crash", "hang")
 
 
 def _recrc(data):
@@ -174,6 +175,24 @@ class Worker:
       self.process = None
 
 
+def make_seeds(model_paths, image_paths):
+  """The seeds of `run`: every PNG image of `image_paths` compressed by
+  every SavedModel of `model_paths`, at its lowest and highest quality."""
+  from tfc_sth.runtime import codec, image_io  # pylint: disable=g-import-not-at-top,multiple-imports
+  seeds = []
+  for path in model_paths:
+    model = codec.Codec(path)
+    for image_path in image_paths:
+      image, channels = image_io.read_png(image_path)
+      for quality in sorted({1, model.qualities}):
+        data = model.compress(image, channels, quality)
+        model.decompress(data)  # Sets up oneDNN for the size.
+        start = time.perf_counter()
+        decoded, _ = model.decompress(data)
+        seeds.append((path, data, decoded, time.perf_counter() - start))
+  return seeds
+
+
 def run(seeds, cases, directory, seed=0, timeout_factor=5., timeout_slack=5.,
         max_pixels=None, progress=None):
   """Fuzzes the decoder; returns the list of `Case`s.
@@ -218,6 +237,30 @@ def summary(results):
     row["slowest_seconds"] = max(row.get("slowest_seconds", 0.),
                                  case.seconds)
   return table
+
+
+def failures(results):
+  return [c for c in results if c.outcome in FAILURES]
+
+
+def print_report(results, seeds, peak_mb):
+  """`summary` of `run`'s results from `seeds` seeds, and the first
+  failures."""
+  print(f"{len(results)} mutated files of {seeds} seeds; worker peak "
+        f"memory {peak_mb:.0f} MB")
+  print(f"{'model':24s}" + "".join(f" {o:>8s}" for o in OUTCOMES) +
+        "  slowest s")
+  for model, row in summary(results).items():
+    print(f"{model:24s}" + "".join(f" {row[o]:8d}" for o in OUTCOMES) +
+          f"  {row['slowest_seconds']:9.2f}")
+  for case in failures(results)[:20]:
+    print(f"  {case.outcome}: {case.model} {case.mutation} {case.message}")
+
+
+def to_json(results, peak_mb):
+  from tfc_sth.tools import evaluate  # pylint: disable=g-import-not-at-top
+  return evaluate.json_bytes(dict(
+      peak_mb=peak_mb, cases=[dataclasses.asdict(c) for c in results]))
 
 
 if __name__ == "__main__" and sys.argv[1:2] == ["--worker"]:

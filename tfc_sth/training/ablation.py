@@ -1,4 +1,5 @@
-"""The quantization ablation: AUN, STE, mixed, STH, STH + SAUN, at several λ.
+"""The quantization ablation: AUN, STE, mixed, annealing, STH, STH + SAUN,
+at several λ.
 
 Every variant trains the same architecture from the same seed and data for
 the same total number of steps, under the same learning-rate schedule:
@@ -6,6 +7,7 @@ the same total number of steps, under the same learning-rate schedule:
     aun                noise for soft + hard steps
     ste                straight-through rounding for soft + hard steps
     mixed              noise for the rate, rounding for the decoder
+    anneal             soft rounding, its temperature raised over the run
     sth                noise for soft steps, then hard with the encoder frozen
     sth_saun_channel   sth, with a learned Δ per channel
     sth_saun_hyper     sth, with Δ predicted by the hyperprior
@@ -34,13 +36,13 @@ from tfc_sth import export
 from tfc_sth.training import trainer
 
 BASELINE = "aun"
-PER_RUN_FIELDS = ("lmbda", "quantization", "delta", "init_from")
+PER_RUN_FIELDS = ("lmbda", "strategy", "delta_mode", "init_from")
 
 
 @dataclasses.dataclass(frozen=True)
 class Variant:
-  quantization: str
-  delta: str = "none"
+  strategy: str
+  delta_mode: str = "none"
   branch_of: str = None  # Starts from the end of this variant's soft phase.
 
 
@@ -50,8 +52,8 @@ VARIANTS = {
     "ste": Variant("ste"),
     "mixed": Variant("mixed"),
     "anneal": Variant("anneal"),
-    "sth_saun_channel": Variant("sth", delta="channel"),
-    "sth_saun_hyper": Variant("sth", delta="hyper"),
+    "sth_saun_channel": Variant("sth", delta_mode="channel"),
+    "sth_saun_hyper": Variant("sth", delta_mode="hyper"),
 }
 
 
@@ -84,8 +86,8 @@ def train_all(out_dir, lmbdas, base, variants=tuple(VARIANTS), verbose=2):
           init_from = os.path.join(run_dir(out_dir, lmbda, variant.branch_of),
                                    "checkpoints", "phase_0_end")
         config = dataclasses.replace(
-            base, lmbda=lmbda, quantization=variant.quantization,
-            delta=variant.delta, init_from=init_from)
+            base, lmbda=lmbda, strategy=variant.strategy,
+            delta_mode=variant.delta_mode, init_from=init_from)
         logging.info("Ablation: λ=%g, %s.", lmbda, name)
         start = time.perf_counter()
         model = trainer.train(config, directory, verbose=verbose)
@@ -121,7 +123,7 @@ def report(out_dir, measurements, seconds, base, lmbdas,
       "models": {name: {f"{lmbda:g}": pretrained.read_info(
           export_dir(out_dir, lmbda, name))["model_id"] for lmbda in lmbdas}
                  for name in variants},
-      # What the variants share; λ, quantization and Δ are per run.
+      # What the variants share; λ, strategy and Δ mode are per run.
       "config": {k: v for k, v in dataclasses.asdict(base).items()
                  if k not in PER_RUN_FIELDS},
       "lmbdas": list(lmbdas),
@@ -135,3 +137,24 @@ def report(out_dir, measurements, seconds, base, lmbdas,
                       **evaluate.bd_rates(curves, BASELINE)),
       "bd_rate_vs_jpeg": evaluate.bd_rates(curves, "jpeg"),
   }
+
+
+def write_report(out_dir, measurements, seconds, base, lmbdas,
+                 variants=tuple(VARIANTS)):
+  """Prints the comparison and writes it to `out_dir`: `report` as
+  results.json and the curves as rd.png."""
+  from tfc_sth.tools import evaluate  # pylint: disable=g-import-not-at-top
+  from tfc_sth.runtime import image_io  # pylint: disable=g-import-not-at-top
+  results = report(out_dir, measurements, seconds, base, lmbdas, variants)
+  evaluate.print_table(measurements, results["curves"],
+                       {k: v for k, v in results["bd_rate"].items()
+                        if k != "reference"}, BASELINE)
+  image_io.write_atomically(os.path.join(out_dir, "results.json"),
+                            evaluate.json_bytes(results), force=True)
+  image_io.write_atomically(
+      os.path.join(out_dir, "rd.png"),
+      evaluate.plot(results["curves"], f"Quantization ablation, "
+                    f"{base.soft_steps}+{base.hard_steps} steps, "
+                    f"{len(results['images'])} images",
+                    {"jpeg": "JPEG 4:2:0 (Pillow)"}),
+      force=True)

@@ -34,21 +34,26 @@ def _to_float(image):
   return tf.cast(image, tf.float32) / 255.
 
 
-def training_patches(images, patch_size, batch_size, seed=None, cache=True):
+def training_patches(images, patch_size, batch_size, seed=0, cache=True):
   """Random, randomly flipped patches of `images`, batched, repeated forever.
 
-  Images smaller than the patch in either dimension are skipped.
+  Images smaller than the patch in either dimension are skipped. The crops
+  are a function of the seed and the patch's index in the stream, so the
+  stream is the same however many threads or replicas read it.
   """
   images = images.filter(lambda x: tf.reduce_all(
       tf.shape(x)[:2] >= patch_size))
   if cache:
     images = images.cache()
 
-  def crop(image):
-    patch = tf.image.random_crop(image, (patch_size, patch_size, 3), seed=seed)
-    return tf.image.random_flip_left_right(patch, seed=seed)
+  def crop(index, image):
+    crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(
+        tf.stack([tf.cast(seed, tf.int64), index]), 2))
+    patch = tf.image.stateless_random_crop(
+        image, (patch_size, patch_size, 3), seed=crop_seed)
+    return tf.image.stateless_random_flip_left_right(patch, seed=flip_seed)
 
-  return (images.shuffle(256, seed=seed).repeat()
+  return (images.shuffle(256, seed=seed).repeat().enumerate()
           .map(crop, num_parallel_calls=tf.data.AUTOTUNE)
           .batch(batch_size, drop_remainder=True)
           .map(_to_float)

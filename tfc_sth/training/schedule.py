@@ -45,7 +45,7 @@ MIXED_BFLOAT16 = "mixed_bfloat16"
 
 @dataclasses.dataclass(frozen=True)
 class Phase:
-  quantization: str
+  mode: str  # `quantization.MODES`.
   steps: int
   freeze_encoder: bool = False
   precision: str = FLOAT32  # Of the transforms: a Keras dtype policy.
@@ -61,7 +61,7 @@ def phases_for(strategy, soft_steps, hard_steps, mixed_precision=False):
   if strategy == "sth":
     return [Phase(quantization.NOISE, soft_steps, precision=precision),
             Phase(quantization.HARD, hard_steps, freeze_encoder=True)]
-  if strategy in STRATEGIES:
+  if strategy in STRATEGIES:  # One phase, in the mode of the same name.
     return [Phase(strategy, soft_steps + hard_steps, precision=precision)]
   raise ValueError(
       f"Unknown strategy {strategy!r}; expected one of {STRATEGIES}.")
@@ -69,6 +69,11 @@ def phases_for(strategy, soft_steps, hard_steps, mixed_precision=False):
 
 def total_steps(phases):
   return sum(p.steps for p in phases)
+
+
+def step_of(model):
+  """The optimizer's step count (`int()` refuses a distributed variable)."""
+  return int(model.optimizer.iterations.numpy())
 
 
 def phase_at(phases, step):
@@ -120,34 +125,34 @@ class PhaseSchedule(tf.keras.callbacks.Callback):
   def _enter(self, index):
     phase = self.phases[index]
     self.model.phase.assign(index)
-    self.model.quantization = phase.quantization
+    self.model.mode = phase.mode
     self.model.freeze_encoder(phase.freeze_encoder)
     self.model.set_precision(phase.precision)
     self.model.train_function = self.model.make_train_function(force=True)
     self._current = index
-    logging.info("Phase %d/%d from step %d: quantization=%s, encoder %s, "
-                 "%s.", index + 1, len(self.phases),
-                 int(self.model.optimizer.iterations), phase.quantization,
+    logging.info("Phase %d/%d from step %d: mode=%s, encoder %s, %s.",
+                 index + 1, len(self.phases),
+                 step_of(self.model), phase.mode,
                  "frozen" if phase.freeze_encoder else "trained",
                  phase.precision)
 
   def on_train_begin(self, logs=None):
-    self._enter(phase_at(self.phases, int(self.model.optimizer.iterations)))
+    self._enter(phase_at(self.phases, step_of(self.model)))
 
   def on_train_batch_begin(self, batch, logs=None):
-    step = int(self.model.optimizer.iterations)
+    step = step_of(self.model)
     index = phase_at(self.phases, step)
     if index != self._current:
       self._enter(index)
     phase = self.phases[index]
-    if phase.quantization == quantization.ANNEAL:
+    if phase.mode == quantization.ANNEAL:
       start = total_steps(self.phases[:index])
       self.model.set_soft_round_alpha(
           soft_round_alpha(step - start, phase.steps))
 
   def on_train_batch_end(self, batch, logs=None):
     # `fit` runs whole epochs; a schedule that ends mid-epoch ends there.
-    if int(self.model.optimizer.iterations) >= total_steps(self.phases):
+    if step_of(self.model) >= total_steps(self.phases):
       self.model.stop_training = True
 
 
@@ -176,13 +181,13 @@ class Checkpoints(tf.keras.callbacks.Callback):
     self.manager = checkpoint_manager(model, self.directory, self.max_to_keep)
 
   def on_train_batch_end(self, batch, logs=None):
-    step = int(self.model.optimizer.iterations)
+    step = step_of(self.model)
     if step in self.phase_ends:
       self.manager.checkpoint.write(os.path.join(
           self.directory, f"phase_{self.phase_ends[step]}_end"))
 
   def on_epoch_end(self, epoch, logs=None):
-    self.manager.save(checkpoint_number=int(self.model.optimizer.iterations))
+    self.manager.save(checkpoint_number=step_of(self.model))
 
 
 def checkpoint_manager(model, directory, max_to_keep=2):
@@ -208,7 +213,7 @@ def restore(model, checkpoint, required=False):
     return 0
   tf.train.Checkpoint(model=model, optimizer=model.optimizer).restore(
       path).assert_existing_objects_matched()
-  step = int(model.optimizer.iterations)
+  step = step_of(model)
   logging.info("Restored %s at step %d (phase %d).", path, step,
-               int(model.phase))
+               int(model.phase.numpy()))
   return step

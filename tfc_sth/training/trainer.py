@@ -11,6 +11,7 @@ import dataclasses
 import json
 import math
 import os
+import shutil
 import time
 from typing import Optional
 
@@ -19,7 +20,9 @@ import numpy as np
 import tensorflow as tf
 
 from tfc_sth.model import architectures
+from tfc_sth.model import saun
 from tfc_sth.training import data
+from tfc_sth.training import distribute
 from tfc_sth import export
 from tfc_sth.training import schedule
 
@@ -28,45 +31,99 @@ class ConfigError(ValueError):
   """A training configuration that cannot run."""
 
 
+def _field(default, help_text, choices=None):
+  """A `TrainConfig` field with the help (and choices) of its flag."""
+  metadata = dict(help=help_text)
+  if choices is not None:
+    metadata["choices"] = tuple(choices)
+  return dataclasses.field(default=default, metadata=metadata)
+
+
+def _non_default(options):
+  """Architecture options but those at their defaults, so that runs compare
+  equal whether or not an option was given at its default."""
+  return {name: value for name, value in options.items()
+          if name not in architectures.OPTIONS
+          or value != architectures.OPTIONS[name].default}
+
+
 @dataclasses.dataclass
 class TrainConfig:
-  """What defines a run. Fields marked in `MODEL_FIELDS` must not change on resume."""
-  model: str = "mean_scale_hyperprior"
-  num_filters: int = 128
-  latent_channels: int = 192
-  delta: str = "none"
-  kernel_parameter: str = "rdft"
-  num_slices: int = 6
-  attention: bool = False
-  lmbda: float = 0.01
-  qualities: int = 1
-  lmbda_min: Optional[float] = None
-  quantization: str = "sth"
-  mixed_precision: bool = False
-  soft_steps: int = 10000
-  hard_steps: int = 2000
-  batch_size: int = 8
-  patch_size: int = 128
-  learning_rate: float = 1e-4
-  warmup_steps: Optional[int] = None
-  clip_norm: float = 1.0
-  steps_per_epoch: int = 100
-  seed: int = 0
-  dataset: Optional[str] = None
-  data_dir: Optional[str] = None
-  train_glob: Optional[str] = None
-  valid_glob: Optional[str] = None
-  valid_crop: int = 256
-  init_from: Optional[str] = None
+  """What defines a run, and the flags of `tfc-sth train`: each field's
+  default, its flag's help and choices (`metadata`). Fields in
+  `MODEL_FIELDS` must not change on resume."""
+  model: str = _field("mean_scale_hyperprior", "Architecture.",
+                      sorted(architectures.ARCHITECTURES))
+  num_filters: int = _field(128, "Channels of the hidden layers (N).")
+  latent_channels: int = _field(192, "Channels of the latent y (M).")
+  delta_mode: str = _field(
+      saun.NONE, "SAUN step Δ: none, per channel, or predicted by the "
+      "hyperprior.", saun.DELTA_MODES)
+  kernel_parameter: str = _field(
+      "rdft", "Convolution kernel parameterisation (tfc).",
+      ("rdft", "variable"))
+  # A flag each, from the registry, which holds their defaults and help.
+  architecture_options: dict = dataclasses.field(
+      default_factory=dict, metadata=dict(options=architectures.OPTIONS))
+  lmbda: float = _field(
+      0.01, "λ: rate-distortion trade-off, loss = bpp + λ·MSE (8-bit "
+      "scale); of the highest quality level for a ladder.")
+  qualities: int = _field(
+      1, "Quality levels: more than 1 trains one model for a rate ladder, "
+      "with a per-channel Δ per level (needs --delta_mode=channel) and λ from "
+      "--lmbda_min to --lmbda.")
+  lmbda_min: Optional[float] = _field(
+      None, "λ of the lowest quality level (with --qualities > 1); the "
+      "levels' λ are spaced geometrically.")
+  strategy: str = _field(
+      "sth", "How to train: noise (AUN), ste, mixed, anneal (soft rounding, "
+      "temperature raised over the run), or sth (soft then hard).",
+      schedule.STRATEGIES)
+  mixed_precision: bool = _field(
+      False, "Transforms in bfloat16 (mixed precision) in every phase but "
+      "the hard one.")
+  soft_steps: int = _field(10000, "Steps of the first (soft) phase.")
+  hard_steps: int = _field(
+      2000, "Steps of the hard phase (other strategies train soft_steps + "
+      "hard_steps steps in one phase).")
+  batch_size: int = _field(8, "Patches per step.")
+  patch_size: int = _field(128, "Side of the square training patches.")
+  learning_rate: float = _field(
+      1e-4, "Adam learning rate (divided by 10 for the last 20%).")
+  warmup_steps: Optional[int] = _field(
+      None, "Linear learning-rate warm-up steps (default: 0, or 500 when "
+      "--init_from is an exported model).")
+  clip_norm: float = _field(1.0, "Global gradient norm clip (0: none).")
+  steps_per_epoch: int = _field(
+      100, "Steps between checkpoints and validations.")
+  seed: int = _field(0, "Random seed.")
+  dataset: Optional[str] = _field(
+      None, "TFDS dataset name (its data must be present; no download).")
+  data_dir: Optional[str] = _field(None, "TFDS data directory.")
+  train_glob: Optional[str] = _field(
+      None, "Glob of training images (instead of --dataset).")
+  valid_glob: Optional[str] = _field(None, "Glob of validation images.")
+  valid_crop: int = _field(256, "Side of the central validation crops.")
+  init_from: Optional[str] = _field(
+      None, "Start a new run from a checkpoint (a checkpoint folder or path, "
+      "e.g. RUN/checkpoints/phase_0_end: weights, optimizer state and step, "
+      "then this run's schedule) or from an exported model (its weights "
+      "only, a fresh optimizer and step 0).")
+  distribute: str = _field(
+      distribute.DEFAULT, "tf.distribute: default (one device), mirrored "
+      "(this machine's GPUs, or its logical CPUs) or multi_worker (the "
+      "machines TF_CONFIG names; run the same command on each). "
+      "--batch_size is the global batch.", distribute.KINDS)
 
-  MODEL_FIELDS = ("model", "num_filters", "latent_channels", "delta",
-                  "kernel_parameter", "num_slices", "attention", "qualities",
-                  "quantization")
+  MODEL_FIELDS = ("model", "num_filters", "latent_channels", "delta_mode",
+                  "kernel_parameter", "architecture_options", "qualities",
+                  "strategy")
   # Warm-up of a run that starts from an exported model's weights with a
   # fresh optimizer (Adam's first moments are poor estimates).
   EXPORT_WARMUP_STEPS = 500
-  # Options that only some architectures take (see `architectures.options`).
-  ARCHITECTURE_OPTIONS = ("num_slices", "attention")
+
+  def __post_init__(self):
+    self.architecture_options = _non_default(self.architecture_options)
 
   def lmbdas(self):
     """λ per quality level: geometric from lmbda_min up to lmbda."""
@@ -87,9 +144,13 @@ class TrainConfig:
       return self.warmup_steps
     return self.EXPORT_WARMUP_STEPS if self.init_from_export() else 0
 
-  def check(self, downsampling):
+  def check_data(self):
+    """Refuses a run without training images, before anything is built."""
     if not (self.train_glob or self.dataset):
-      raise ConfigError("Give --train_glob or --dataset.")
+      raise ConfigError("give --train_glob or --dataset")
+
+  def check(self, downsampling):
+    self.check_data()
     for name in ("patch_size", "valid_crop"):
       if getattr(self, name) % downsampling:
         raise ConfigError(f"{name}={getattr(self, name)} is not a multiple "
@@ -99,28 +160,41 @@ class TrainConfig:
     if self.model not in architectures.ARCHITECTURES:
       raise ConfigError(f"unknown model {self.model!r}")
     takes = architectures.options(self.model)
-    defaults = {f.name: f.default for f in dataclasses.fields(self)}
-    options = {}
-    for name in self.ARCHITECTURE_OPTIONS:
-      value = getattr(self, name)
-      if name in takes:
-        options[name] = value
-      elif value != defaults[name]:
+    for name in self.architecture_options:
+      if name not in takes:
         raise ConfigError(f"--{name} does not apply to {self.model}")
     try:
       return architectures.CompressionModel(
           self.model, lmbdas=self.lmbdas(), num_filters=self.num_filters,
-          latent_channels=self.latent_channels, delta=self.delta,
-          kernel_parameter=self.kernel_parameter, **options)
+          latent_channels=self.latent_channels, delta_mode=self.delta_mode,
+          kernel_parameter=self.kernel_parameter,
+          **self.architecture_options)
     except ValueError as e:
       raise ConfigError(str(e)) from None
 
 
+# Fields renamed since config.json files were first written: {old: new}.
+_RENAMED = {"quantization": "strategy", "delta": "delta_mode"}
+
+
+def _read_config(path):
+  """A config.json with today's field names; older files also hold each
+  architecture option as a field of its own."""
+  with open(path) as f:
+    saved = json.load(f)
+  saved = {_RENAMED.get(k, k): v for k, v in saved.items()}
+  options = {k: saved.pop(k) for k in architectures.OPTIONS if k in saved}
+  if options:
+    saved["architecture_options"] = _non_default(options)
+  return saved
+
+
 def _check_resumable(config, train_dir):
+  """Refuses a train_dir of another model; writes config.json (the chief's
+  job under tf.distribute)."""
   path = os.path.join(train_dir, "config.json")
   if os.path.exists(path):
-    with open(path) as f:
-      saved = json.load(f)
+    saved = _read_config(path)
     changed = [k for k in TrainConfig.MODEL_FIELDS
                if k in saved and saved[k] != getattr(config, k)]
     if changed:
@@ -137,11 +211,9 @@ def datasets(config):
   """(training patches, validation crops or None) from the configured source."""
   if config.train_glob:
     train_images = data.images_from_glob(config.train_glob)
-  elif config.dataset:
+  else:  # One or the other: see `TrainConfig.check_data`.
     train_images = data.images_from_tfds(config.dataset, "train",
                                          config.data_dir)
-  else:
-    raise ConfigError("Give --train_glob or --dataset.")  # See check().
   train = data.training_patches(train_images, config.patch_size,
                                 config.batch_size, seed=config.seed)
   valid = None
@@ -170,7 +242,7 @@ class SampleReconstructions(tf.keras.callbacks.Callback):
     x_hat, _ = self.model(self.image, training=False,
                           level=levels[len(levels) // 2])
     pair = tf.concat([self.image, tf.clip_by_value(x_hat, 0., 1.)], axis=2)
-    step = int(self.model.optimizer.iterations)
+    step = schedule.step_of(self.model)
     png = tf.io.encode_png(tf.image.convert_image_dtype(pair[0], tf.uint8))
     os.makedirs(self.directory, exist_ok=True)
     tf.io.write_file(os.path.join(self.directory, f"step_{step:07d}.png"), png)
@@ -232,7 +304,7 @@ class ValidationLog(tf.keras.callbacks.Callback):
     totals, count = sum(results), len(results)
     means = totals / count  # [level, (loss, bpp, mse)]
     psnr = 10 * np.log10(255. ** 2 / means[:, 2])
-    step = int(self.model.optimizer.iterations)
+    step = schedule.step_of(self.model)
     with open(self.path, "a") as f:
       for level, (row, level_psnr) in enumerate(zip(means, psnr)):
         f.write(",".join(str(v) for v in (
@@ -247,7 +319,7 @@ class ValidationLog(tf.keras.callbacks.Callback):
 def build(config):
   """A compiled model with a built optimizer, ready to restore and fit."""
   model = config.build_model()
-  phases = schedule.phases_for(config.quantization, config.soft_steps,
+  phases = schedule.phases_for(config.strategy, config.soft_steps,
                                config.hard_steps, config.mixed_precision)
   optimizer = tf.keras.optimizers.Adam(
       schedule.LearningRate(config.learning_rate,
@@ -265,11 +337,16 @@ def train(config, train_dir, export_dir=None, verbose=1, card=None,
 
   `callbacks` are extra Keras callbacks, run after the schedule's own.
   """
+  # First: a multi-worker strategy configures TensorFlow at start-up.
+  distribution = distribute.strategy(config.distribute)
+  chief = distribute.is_chief(distribution)
   tf.keras.utils.set_random_seed(config.seed)
-  model, phases = build(config)
+  with distribution.scope():
+    model, phases = build(config)
   # Refuse a run that cannot start before anything is written to train_dir.
   config.check(model.downsampling)
-  _check_resumable(config, train_dir)
+  if chief:
+    _check_resumable(config, train_dir)
   step = schedule.restore(model, os.path.join(train_dir, "checkpoints"))
   if not step and config.init_from_export():
     # Weights only: a fresh optimizer and schedule, with a warm-up.
@@ -283,13 +360,15 @@ def train(config, train_dir, export_dir=None, verbose=1, card=None,
   callbacks = [
       schedule.PhaseSchedule(phases),
       *callbacks,
-      schedule.Checkpoints(os.path.join(train_dir, "checkpoints"), phases),
-      tf.keras.callbacks.TensorBoard(os.path.join(train_dir, "logs"),
-                                     update_freq=config.steps_per_epoch // 4
-                                     or 1),
+      schedule.Checkpoints(distribute.checkpoint_dir(train_dir, distribution),
+                           phases),
       tf.keras.callbacks.TerminateOnNaN(),
   ]
-  if valid_data is not None:
+  if chief:
+    callbacks.insert(-1, tf.keras.callbacks.TensorBoard(
+        os.path.join(train_dir, "logs"),
+        update_freq=config.steps_per_epoch // 4 or 1))
+  if chief and valid_data is not None:
     sample = next(iter(valid_data))
     callbacks.append(
         SampleReconstructions(sample, os.path.join(train_dir, "samples")))
@@ -298,14 +377,22 @@ def train(config, train_dir, export_dir=None, verbose=1, card=None,
         valid_data, os.path.join(train_dir, VALIDATION_FILE)))
   if step < total:
     logging.info("Training %s (%s) from step %d to %d.", config.model,
-                 config.quantization, step, total)
-    model.fit(train_data, epochs=epochs,
+                 config.strategy, step, total)
+    model.fit(distribute.shard_by_data(train_data), epochs=epochs,
               steps_per_epoch=config.steps_per_epoch,
               initial_epoch=step // config.steps_per_epoch,
-              callbacks=callbacks, verbose=verbose)
+              callbacks=callbacks, verbose=verbose if chief else 0)
   if not np.isfinite(model.get_weights()[0]).all():
     raise RuntimeError("Training diverged (non-finite weights).")
   if export_dir:
-    model_id = export.export(model, export_dir, card=card)
-    logging.info("Exported %s to %s.", model_id, export_dir)
+    # Every worker exports (copying the weights is a collective step); only
+    # the chief's export is kept.
+    directory = export_dir if chief else os.path.join(
+        os.path.dirname(distribute.checkpoint_dir(train_dir, distribution)),
+        "export")
+    model_id = export.export(model, directory, card=card)
+    if chief:
+      logging.info("Exported %s to %s.", model_id, export_dir)
+    else:
+      shutil.rmtree(directory)
   return model
