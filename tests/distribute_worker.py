@@ -64,6 +64,11 @@ def mirrored(out_path, photos):
         replicas=model.distribute_strategy.num_replicas_in_sync,
         validation=open(os.path.join(os.path.dirname(out_path), kind,
                                      "validation.csv")).read())
+  try:
+    trainer.train(_config(photos, batch_size=3, distribute="mirrored"),
+                  os.path.join(os.path.dirname(out_path), "uneven"))
+  except trainer.ConfigError as e:
+    results["uneven"] = str(e)
   with open(out_path, "w") as f:
     json.dump(results, f)
 

@@ -95,7 +95,7 @@ def test_installed_package_finds_default_model_outside_source_tree(tmp_path):
     pytest.skip("tfc_sth is not installed in this Python (source checkout)")
   found = subprocess.run(
       [sys.executable, "-c",
-       "from tfc_sth import pretrained; print(pretrained.resolve())"],
+       "from tfc_sth.runtime import pretrained; print(pretrained.resolve())"],
       cwd=str(tmp_path), env=env, check=True, capture_output=True, text=True,
       timeout=120).stdout.strip()
   assert os.path.isfile(os.path.join(found, "saved_model.pb"))

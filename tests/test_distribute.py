@@ -42,6 +42,7 @@ def test_two_replicas_train_as_one_device_does(tmp_path, photos):
   subprocess.run([sys.executable, WORKER, "mirrored", str(out), photos],
                  check=True, timeout=TIMEOUT, env=_env())
   runs = json.loads(out.read_text())
+  assert "does not split evenly over 2 replicas" in runs["uneven"]
   assert runs["default"]["replicas"] == 1
   assert runs["mirrored"]["replicas"] == 2
   # 3 soft + 3 hard steps: the global batch's loss, not one replica's.
@@ -157,7 +158,9 @@ def test_a_killed_worker_resumes_with_the_other_from_the_checkpoint(
     # Both restored the chief's last checkpoint, in the hard phase.
     restored = [line for line in err.split("\n") if "Restored" in line]
     assert restored and "(phase 1)" in restored[0], err[-3000:]
-    assert restored[0].split(" at step ")[1].split()[0] in saved
+    latest = saved.split("\n")[0]  # model_checkpoint_path: "ckpt-N"
+    step = restored[0].split(" at step ")[1].split()[0]
+    assert latest == f'model_checkpoint_path: "ckpt-{step}"', (latest, step)
   for chief, worker in zip(_weights(tmp_path, 0), _weights(tmp_path, 1),
                            strict=True):
     np.testing.assert_array_equal(chief, worker)

@@ -7,7 +7,7 @@ One sub-package per side (an arrow: may import):
              architectures
   training/  data, schedule (strategies as phases), distribute
              (tf.distribute), trainer, ablation
-             -> model, export
+             -> model, export (ablation -> tools, to evaluate its runs)
   export     SavedModel signatures, model card -> model, runtime
   runtime/   bitstream, codec, image_io, pretrained (model lookup)
              -> tensorflow and tensorflow_compression only

@@ -382,6 +382,8 @@ def run_bench(fv, args):
     raise UsageError("nothing to time: give images or --train_steps > 0")
   if fv.peers and not paths:
     raise UsageError("--peers times the peers on the images: give some")
+  if fv.peers and fv.threads:
+    raise UsageError("--peers times the peers on all cores: drop --threads")
   _check_outputs(fv, ("output",))
   report = {"threads": fv.threads or None, "coding": [], "training": None}
   if paths:
@@ -411,7 +413,8 @@ def run_bench(fv, args):
 
 def define_ablate(fv):
   from tfc_sth.training import ablation  # pylint: disable=g-import-not-at-top
-  _define_train_config(fv, exclude=ablation.PER_RUN_FIELDS)
+  # Its runs train one after another in one process: not distributed.
+  _define_train_config(fv, exclude=(*ablation.PER_RUN_FIELDS, "distribute"))
   flags.DEFINE_string("out_dir", None, "Runs, exports, results.json and "
                       "rd.png go here; rerun to resume.", flag_values=fv)
   flags.DEFINE_list("lmbdas", ["0.0025", "0.005", "0.01"], "λ values.",

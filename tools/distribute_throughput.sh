@@ -20,11 +20,17 @@ import socket
 s = [socket.socket() for _ in range(2)]
 for x in s: x.bind(('127.0.0.1', 0))
 print(*(x.getsockname()[1] for x in s))")
+# A worker whose peer never comes waits for ever: bound both, kill both on exit.
+trap 'kill $(jobs -p) 2>/dev/null || true' EXIT
+pids=()
 for i in 0 1; do
   TF_CONFIG="{\"cluster\": {\"worker\": [\"127.0.0.1:$port0\", \"127.0.0.1:$port1\"]}, \"task\": {\"type\": \"worker\", \"index\": $i}}" \
-    "$tfc_sth" train "${flags[@]}" --distribute=multi_worker \
+    timeout 1800 "$tfc_sth" train "${flags[@]}" --distribute=multi_worker \
     --train_dir="$scratch/two" > "$scratch/worker$i.log" 2>&1 &
+  pids+=($!)
 done
-wait
+for pid in "${pids[@]}"; do
+  wait "$pid" || { echo "a worker failed: see $scratch/worker*.log"; exit 1; }
+done
 echo "two workers:"
 grep "ms/step" "$scratch/worker0.log" | tail -1

@@ -76,6 +76,8 @@ def perturb(v, mode, training, alpha=None, noise=None):
     return v + noise, v + noise, NOISY
   if mode == MIXED:
     return v + noise, tfc.round_st(v), NOISY
+  if mode != ANNEAL:
+    raise ValueError(f"Unknown quantization mode {mode!r}.")
   soft = tfc.soft_round(v, alpha) + noise
   return soft, tfc.soft_round_conditional_mean(soft, alpha), SOFT_ROUNDED
 

@@ -5,7 +5,7 @@ convolutions with GDN (Ballé, Laparra, Simoncelli, ICLR 2017), hyper
 transforms (h_a, h_s) of the hyperprior models (Ballé et al., ICLR 2018;
 Minnen et al., NeurIPS 2018), and the channel-slice transforms of Minnen &
 Singh (ICIP 2020). Built from `layers.SignalConv2D` and `layers.GDN`;
-Cheng et al.'s residual transforms are in `cheng2020.py`.
+Cheng et al.'s residual transforms are in `residual.py`.
 """
 
 import tensorflow as tf

@@ -53,6 +53,15 @@ def is_chief(distribution):
   return distribution.extended.should_checkpoint
 
 
+def worker_index(distribution):
+  """0 for the chief (or a single worker), then 1, 2, ... for the others."""
+  resolver = getattr(distribution, "cluster_resolver", None)
+  if resolver is None or not resolver.task_type:
+    return 0
+  has_chief = "chief" in resolver.cluster_spec().jobs
+  return resolver.task_id + (resolver.task_type == "worker" and has_chief)
+
+
 def shard_by_data(dataset):
   options = tf.data.Options()
   options.experimental_distribute.auto_shard_policy = (

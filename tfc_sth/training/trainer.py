@@ -189,9 +189,9 @@ def _read_config(path):
   return saved
 
 
-def _check_resumable(config, train_dir):
-  """Refuses a train_dir of another model; writes config.json (the chief's
-  job under tf.distribute)."""
+def _check_resumable(config, train_dir, write=True):
+  """Refuses a train_dir of another model (on every worker, so that none
+  waits for a chief that refused); the chief writes config.json."""
   path = os.path.join(train_dir, "config.json")
   if os.path.exists(path):
     saved = _read_config(path)
@@ -202,9 +202,12 @@ def _check_resumable(config, train_dir):
           f"{train_dir} holds a run with different {', '.join(changed)} "
           f"({', '.join(f'{k}={saved[k]!r}' for k in changed)}); "
           "use another --train_dir.")
-  os.makedirs(train_dir, exist_ok=True)
-  with open(path, "w") as f:
-    json.dump(dataclasses.asdict(config), f, indent=2)
+  if write:
+    os.makedirs(train_dir, exist_ok=True)
+    # Atomically: other workers may be reading it.
+    with open(path + ".tmp", "w") as f:
+      json.dump(dataclasses.asdict(config), f, indent=2)
+    os.replace(path + ".tmp", path)
 
 
 def datasets(config):
@@ -340,13 +343,16 @@ def train(config, train_dir, export_dir=None, verbose=1, card=None,
   # First: a multi-worker strategy configures TensorFlow at start-up.
   distribution = distribute.strategy(config.distribute)
   chief = distribute.is_chief(distribution)
+  if config.batch_size % distribution.num_replicas_in_sync:
+    raise ConfigError(f"--batch_size={config.batch_size} does not split "
+                      f"evenly over {distribution.num_replicas_in_sync} "
+                      "replicas")
   tf.keras.utils.set_random_seed(config.seed)
   with distribution.scope():
     model, phases = build(config)
   # Refuse a run that cannot start before anything is written to train_dir.
   config.check(model.downsampling)
-  if chief:
-    _check_resumable(config, train_dir)
+  _check_resumable(config, train_dir, write=chief)
   step = schedule.restore(model, os.path.join(train_dir, "checkpoints"))
   if not step and config.init_from_export():
     # Weights only: a fresh optimizer and schedule, with a warm-up.
@@ -357,6 +363,10 @@ def train(config, train_dir, export_dir=None, verbose=1, card=None,
   total = schedule.total_steps(phases)
   epochs = math.ceil(total / config.steps_per_epoch)
   train_data, valid_data = datasets(config)
+  # The data's seeds are fixed by now and shared, each worker keeping its
+  # shard; the noise and quality levels, drawn in the train step, are each
+  # worker's own.
+  tf.random.set_seed(config.seed + distribute.worker_index(distribution))
   callbacks = [
       schedule.PhaseSchedule(phases),
       *callbacks,
