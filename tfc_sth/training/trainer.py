@@ -24,6 +24,7 @@ from tfc_sth.model import saun
 from tfc_sth.training import data
 from tfc_sth.training import distribute
 from tfc_sth import export
+from tfc_sth.runtime import image_io
 from tfc_sth.training import schedule
 
 
@@ -205,9 +206,8 @@ def _check_resumable(config, train_dir, write=True):
   if write:
     os.makedirs(train_dir, exist_ok=True)
     # Atomically: other workers may be reading it.
-    with open(path + ".tmp", "w") as f:
-      json.dump(dataclasses.asdict(config), f, indent=2)
-    os.replace(path + ".tmp", path)
+    image_io.write_atomically(path, json.dumps(
+        dataclasses.asdict(config), indent=2).encode(), force=True)
 
 
 def datasets(config):
