@@ -119,11 +119,12 @@ def reuse_saved_models(monkeypatch):
 
 @pytest.fixture(scope="session")
 def tiny_codec(tiny_model_dir):
-  """A `codec.Codec` of the tiny model (its SavedModel shared, see above)."""
+  """A `codec.Codec` of the tiny model (its SavedModel shared, see above),
+  with float32 transforms: what `reconstruct` computes."""
   from tfc_sth.runtime import codec  # pylint: disable=g-import-not-at-top
   with pytest.MonkeyPatch.context() as monkeypatch:
     _patch_saved_model_load(monkeypatch)
-    return codec.Codec(str(tiny_model_dir))
+    return codec.Codec(str(tiny_model_dir), codec.FLOAT32)
 
 
 @pytest.fixture

@@ -4,10 +4,12 @@ fixed per process, by the environment.
 
     python determinism_worker.py encode|decode OUT_DIR IMAGE.png MODEL_DIR...
 
-`encode` writes OUT_DIR/<i>.tsth; both write OUT_DIR/<i>.<tag>.npy (the
-decoded pixels, or the one-line error) and OUT_DIR/<tag>.json, which
-records a float32 product whose summation order depends on threads and
-ISA: the proof that this process sums differently from another.
+`encode` writes OUT_DIR/<i>.tsth (coded at the runtime's own precision);
+both write OUT_DIR/<i>.<tag>.<precision>.npy (the decoded pixels, or the
+one-line error) for float32 and for the precision the runtime picks here,
+and OUT_DIR/<tag>.json, which names that precision and records a float32
+product whose summation order depends on threads and ISA: the proof that
+this process sums differently from another.
 """
 
 import hashlib
@@ -26,23 +28,26 @@ def main(stage, out_dir, image_path, *models):
   tag = os.environ["WORKER_TAG"]
   image, _ = image_io.read_png(image_path)
   for i, model in enumerate(models):
-    coder = codec.Codec(model)
+    coders = {p: codec.Codec(model, p) for p in ("auto", codec.FLOAT32)}
     path = os.path.join(out_dir, f"{i}.tsth")
     if stage == "encode":
       with open(path, "wb") as f:
-        f.write(coder.compress(image))
+        f.write(coders["auto"].compress(image))
     with open(path, "rb") as f:
+      data = f.read()
+    for coder in coders.values():
       try:
-        decoded = coder.decompress(f.read())[0]
+        decoded = coder.decompress(data)[0]
       except ValueError as e:  # A refused file: the test reports it.
         decoded = np.array(str(e))
-    np.save(os.path.join(out_dir, f"{i}.{tag}.npy"), decoded)
+      np.save(os.path.join(out_dir, f"{i}.{tag}.{coder.precision}.npy"),
+              decoded)
   generator = tf.random.Generator.from_seed(1)
   # The issue's case: one row times a [2304, 384] matrix.
   rows = tf.matmul(generator.normal((1, 2304)), generator.normal((2304, 384)))
   with open(os.path.join(out_dir, f"{tag}.json"), "w") as f:
     json.dump(dict(float_rows=hashlib.sha256(rows.numpy().tobytes())
-                   .hexdigest()), f)
+                   .hexdigest(), precision=coders["auto"].precision), f)
 
 
 if __name__ == "__main__":

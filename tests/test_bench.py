@@ -76,7 +76,59 @@ def test_bench_reports_speed_as_ratios_to_peers_timed_in_the_same_run(
   assert f"encode {ratio['encode']:.2f}x" in printed
 
 
-def test_bench_peers_need_images(tmp_path, capsys):
-  assert cli.main(["tfc-sth", "bench", f"--peers={tmp_path}"]) == (
-      cli.EXIT_USAGE)
-  assert "--peers" in capsys.readouterr().err
+_FAKE_REFERENCE_MODEL = """import time
+import tensorflow as tf
+
+class BMSHJ2018Model(tf.keras.Model):
+  def __init__(self, lmbda, num_filters, num_scales, scale_min, scale_max):
+    super().__init__()
+    self.arguments = (lmbda, num_filters, num_scales, scale_min, scale_max)
+
+  def train_step(self, x):
+    tf.py_function(lambda: time.sleep(0.05), [], [])
+    return {}
+"""
+
+
+def test_bench_times_the_reference_training_step_in_the_same_run(
+    tmp_path, capsys):
+  peers = tmp_path / "peers"
+  peers.mkdir()
+  (peers / "tfc_bmshj2018.py").write_text(_FAKE_REFERENCE_MODEL)
+  out = tmp_path / "bench.json"
+  assert cli.main([
+      "tfc-sth", "bench", "--train_steps=2", "--train_num_filters=8",
+      "--train_latent_channels=12", "--train_patch_size=64",
+      "--train_batch_size=1", f"--peers={peers}", "-o", str(out)]) == 0
+  training = json.loads(out.read_text())["training"]
+  assert training["peer"]["runs"] == 2
+  assert training["peer"]["median_seconds"] >= 0.05
+  for phase in ("soft", "hard"):
+    assert training[phase]["peer_ratio"] == pytest.approx(
+        training["peer"]["median_seconds"]
+        / training[phase]["median_seconds"])
+  assert "tfc-reference bmshj2018" in capsys.readouterr().out
+
+
+def test_bench_times_a_folder_in_one_command_and_a_command_per_image(
+    tiny_model_dir, tmp_path, smooth_image, png_bytes, capsys,
+    reuse_saved_models):
+  photos = []
+  for seed in range(2):
+    photos.append(tmp_path / f"photo{seed}.png")
+    photos[-1].write_bytes(png_bytes(smooth_image(64, 80, seed=seed)))
+  out = tmp_path / "bench.json"
+  assert cli.main([
+      "tfc-sth", "bench", "--model", str(tiny_model_dir), "--runs=1",
+      "--train_steps=0", "--folder", "-o", str(out),
+      *map(str, photos)]) == 0
+  folder = json.loads(out.read_text())["folder"]
+  for command in ("compress", "decompress"):
+    ways = folder[command]
+    for way in ("one command", "a command per image"):
+      assert ways[way]["images_per_second"] == pytest.approx(
+          2 / ways[way]["seconds"])
+    assert ways["speed-up"] == pytest.approx(
+        ways["a command per image"]["seconds"]
+        / ways["one command"]["seconds"])
+  assert "images/s" in capsys.readouterr().out

@@ -4,7 +4,9 @@ Full-width models (N=128, M=192) of every architecture, and the shipped
 ladder, code a full-size photo in a process with one intra-op thread; the
 file is decoded again with one thread, with two, and with two on oneDNN's
 AVX2 kernels (an older CPU's). A decode that succeeds has passed the symbol
-checksum: its latents are the encoder's, bit for bit. Each process also
+checksum: its latents are the encoder's, bit for bit. Each decode runs
+with float32 transforms and with the precision the runtime picks (bfloat16
+on CPUs with bfloat16 dot products). Each process also
 records a float32 product that differs between these settings, so the test
 proves that they do sum in different orders (else it skips, with the
 reason): it cannot pass by comparing a setup with itself.
@@ -21,11 +23,17 @@ import tensorflow as tf
 
 from tfc_sth.model import architectures
 from tfc_sth import export
+from tfc_sth.runtime import codec
 from tfc_sth.runtime import pretrained
 
 TESTS = os.path.dirname(os.path.abspath(__file__))
 REPO_ROOT = os.path.dirname(TESTS)
 SAMPLE = os.path.join(REPO_ROOT, "samples", "avenches.png")
+# Decoded pixels of the shipped model's bfloat16 synthesis against its
+# float32 one (measured: 50.6 dB, at most 3 levels apart).
+BFLOAT16_MIN_PSNR = 48.
+BFLOAT16_MAX_DIFFERENCE = 4
+SHIPPED = "shipped ladder"
 SETTINGS = {  # tag: environment
     "encoder": dict(TF_NUM_INTRAOP_THREADS="1"),
     "one_thread": dict(TF_NUM_INTRAOP_THREADS="1"),
@@ -67,45 +75,76 @@ def decodes(tmp_path_factory):
     export.export(model, str(root / name))
     names.append(name)
     models.append(str(root / name))
-  names.append("shipped ladder")
+  names.append(SHIPPED)
   models.append(pretrained.resolve())
-  float_rows = {tag: _run("encode" if tag == "encoder" else "decode", tag,
-                          root, models)["float_rows"] for tag in SETTINGS}
-  pixels = {tag: {name: np.load(root / f"{i}.{tag}.npy")
-                  for i, name in enumerate(names)} for tag in SETTINGS}
-  return float_rows, pixels, names
+  runs = {tag: _run("encode" if tag == "encoder" else "decode", tag, root,
+                    models) for tag in SETTINGS}
+  pixels = {tag: {precision: {
+      name: np.load(root / f"{i}.{tag}.{precision}.npy")
+      for i, name in enumerate(names)}
+                  for precision in {codec.FLOAT32, run["precision"]}}
+            for tag, run in runs.items()}
+  return runs, pixels, names
 
 
 @pytest.mark.parametrize("tag", ["one_thread", "two_threads", "avx2"])
 def test_decoding_gives_the_encoders_latents(decodes, tag):
-  float_rows, pixels, names = decodes
-  if tag != "one_thread" and float_rows[tag] == float_rows["encoder"]:
+  runs, pixels, names = decodes
+  if tag != "one_thread" and (runs[tag]["float_rows"]
+                              == runs["encoder"]["float_rows"]):
     pytest.skip(f"{tag}: float32 sums come out as on one thread here, so "
                 "this setting cannot show a difference")
-  for name in names:
-    decoded = pixels[tag][name]
-    # A string is the decoder's error: the checksum caught a divergence.
-    assert decoded.dtype == np.uint8, f"{name}: {decoded}"
-    assert decoded.shape == (512, 768, 3), name
+  for precision, decodes_ in pixels[tag].items():
+    for name in names:
+      decoded = decodes_[name]
+      # A string is the decoder's error: the checksum caught a divergence.
+      assert decoded.dtype == np.uint8, f"{name}, {precision}: {decoded}"
+      assert decoded.shape == (512, 768, 3), name
 
 
 def test_pixels_are_identical_for_any_thread_count(decodes):
   _, pixels, names = decodes
-  for name in names:
-    for tag in ("one_thread", "two_threads"):
-      np.testing.assert_array_equal(pixels[tag][name],
-                                    pixels["encoder"][name], err_msg=name)
+  for precision, reference in pixels["encoder"].items():
+    for name in names:
+      for tag in ("one_thread", "two_threads"):
+        np.testing.assert_array_equal(pixels[tag][precision][name],
+                                      reference[name],
+                                      err_msg=f"{name}, {precision}")
 
 
 def test_pixels_move_by_at_most_one_on_another_isa(decodes):
-  """The synthesis stays in float: another ISA may round a few pixels the
-  other way, never more."""
-  float_rows, pixels, names = decodes
-  if float_rows["avx2"] == float_rows["encoder"]:
+  """The float32 synthesis: another ISA may round a few pixels the other
+  way, never more."""
+  runs, pixels, names = decodes
+  if runs["avx2"]["float_rows"] == runs["encoder"]["float_rows"]:
     pytest.skip("oneDNN's AVX2 kernels sum as the default ones here")
   for name in names:
-    assert pixels["avx2"][name].dtype == np.uint8, name
-    difference = np.abs(pixels["avx2"][name].astype(int)
-                        - pixels["encoder"][name])
+    moved = pixels["avx2"][codec.FLOAT32][name]
+    assert moved.dtype == np.uint8, name
+    difference = np.abs(moved.astype(int)
+                        - pixels["encoder"][codec.FLOAT32][name])
     assert difference.max() <= 1, name
     assert np.mean(difference > 0) < 1e-3, name
+
+
+def test_runtime_picks_bfloat16_only_where_the_cpu_has_it(decodes):
+  runs, _, _ = decodes
+  # AVX2 has no bfloat16 dot products: oneDNN would refuse the graph.
+  assert runs["avx2"]["precision"] == codec.FLOAT32
+  expected = codec.BFLOAT16 if codec.bfloat16_is_fast() else codec.FLOAT32
+  assert runs["two_threads"]["precision"] == expected
+
+
+def test_bfloat16_pixels_stay_close_to_float32(decodes):
+  """On the trained model: untrained ones, of random weights, amplify
+  rounding as no trained one does (cheng2020's gave 40 dB here)."""
+  runs, pixels, _ = decodes
+  if runs["encoder"]["precision"] != codec.BFLOAT16:
+    pytest.skip("this CPU has no bfloat16 dot products (AVX512-BF16, AMX)")
+  fast = pixels["encoder"][codec.BFLOAT16][SHIPPED].astype(int)
+  difference = np.abs(fast - pixels["encoder"][codec.FLOAT32][SHIPPED])
+  psnr = 10 * np.log10(255 ** 2 / np.mean(difference ** 2))
+  print(f"bfloat16 against float32 synthesis: PSNR {psnr:.1f} dB, max "
+        f"{difference.max()}, {np.mean(difference > 0):.1%} moved")
+  assert psnr > BFLOAT16_MIN_PSNR
+  assert difference.max() <= BFLOAT16_MAX_DIFFERENCE

@@ -124,7 +124,7 @@ def test_soft_phase_in_bfloat16_hard_phase_in_float32():
 
 @pytest.fixture(scope="module")
 def ladder(tiny_ladder_dir):
-  return codec.Codec(str(tiny_ladder_dir))
+  return codec.Codec(str(tiny_ladder_dir), codec.FLOAT32)  # As reconstruct.
 
 
 def test_exported_ladder_codes_every_level_exactly(ladder, smooth_image):

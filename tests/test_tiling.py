@@ -25,7 +25,7 @@ def random_codec(request, tmp_path_factory):
   model.create_variables()
   directory = str(tmp_path_factory.mktemp(request.param))
   export.export(model, directory)
-  return codec.Codec(directory)
+  return codec.Codec(directory, codec.FLOAT32)  # As `analyze`.
 
 
 @pytest.fixture
@@ -137,3 +137,35 @@ def test_missing_tiles_are_refused(tiny_codec, smooth_image, small_tiles):
                          checksums[:3])
   with pytest.raises(bitstream.BitstreamError, match="strings missing"):
     tiny_codec.decompress(fewer)
+
+
+def test_runtime_picks_bfloat16_only_where_it_is_fast(tiny_model_dir,
+                                                      monkeypatch):
+  for fast, expected in ((True, codec.BFLOAT16), (False, codec.FLOAT32)):
+    monkeypatch.setattr(codec, "bfloat16_is_fast", lambda fast=fast: fast)
+    assert codec.Codec(str(tiny_model_dir)).precision == expected
+  # Asked for, it runs whatever the CPU.
+  assert codec.Codec(str(tiny_model_dir), codec.BFLOAT16).precision == (
+      codec.BFLOAT16)
+  with pytest.raises(ValueError, match="precision"):
+    codec.Codec(str(tiny_model_dir), "float16")
+
+
+@pytest.mark.parametrize("environment", [{"ONEDNN_MAX_CPU_ISA": "AVX2"},
+                                         {"TF_ENABLE_ONEDNN_OPTS": "0"}])
+def test_bfloat16_is_not_fast_where_onednn_cannot_use_it(monkeypatch,
+                                                         environment):
+  for name, value in environment.items():
+    monkeypatch.setenv(name, value)
+  assert not codec.bfloat16_is_fast()
+
+
+def test_bfloat16_transforms_compute_in_bfloat16(random_codec, smooth_image):
+  image = tf.constant(smooth_image(64, 64, seed=5))
+  signatures = random_codec.module.signatures
+  exact = signatures["analyze"](tile=image)["latents"].numpy()
+  fast = signatures["analyze_bfloat16"](tile=image)["latents"].numpy()
+  assert fast.dtype == np.float32
+  # bfloat16 keeps 8 significant bits: close, and not the float32 result.
+  scale = np.abs(exact).max()
+  assert 0 < np.abs(fast - exact).max() < 0.05 * scale

@@ -15,6 +15,7 @@ Each subcommand has its own absl flags (`tfc-sth COMMAND --help`). Bad input
 is reported as one line on stderr with a non-zero exit code; no traceback.
 """
 
+import concurrent.futures
 import dataclasses
 import importlib.util
 import os
@@ -66,18 +67,25 @@ def _progress_callback(count):
   return bar and (lambda done, _: bar.update(done))
 
 
-def _for_each(paths, step, flag_values):
-  """Runs `step(path)` on every input; reports failures and keeps going."""
+def _for_each(paths, load, step, flag_values):
+  """Runs `step(path, load(path))` on every input; reports failures and
+  keeps going. The next input loads in a thread while this one codes, so
+  reading and decoding files overlaps with the transforms."""
   failures = 0
   bar = _progress(len(paths))
-  for i, path in enumerate(paths):
-    try:
-      step(path)
-    except _input_errors() as e:
-      failures += 1
-      print(f"{PROG}: error: {path}: {_message(e)}", file=sys.stderr)
-    if bar is not None and not flag_values.verbose:
-      bar.update(i + 1)
+  with concurrent.futures.ThreadPoolExecutor(1) as reader:
+    loads = [reader.submit(load, path) for path in paths[:1]]
+    for i, path in enumerate(paths):
+      if i + 1 < len(paths):
+        loads.append(reader.submit(load, paths[i + 1]))
+      try:
+        step(path, loads[i].result())
+      except _input_errors() as e:
+        failures += 1
+        print(f"{PROG}: error: {path}: {_message(e)}", file=sys.stderr)
+      loads[i] = None  # Its pixels are no longer needed.
+      if bar is not None and not flag_values.verbose:
+        bar.update(i + 1)
   return EXIT_ERROR if failures else 0
 
 
@@ -97,8 +105,19 @@ def _define_coding(fv, suffix_help):
                     short_name="v", flag_values=fv)
 
 
+def _define_precision(fv, default="auto"):
+  # The choices of codec.PRECISIONS, here without importing TensorFlow.
+  flags.DEFINE_enum("precision", default, ["auto", "float32", "bfloat16"],
+                    "Precision of the analysis and synthesis transforms. "
+                    "auto: bfloat16 on CPUs with bfloat16 dot products "
+                    "(AVX512-BF16, AMX), about twice as fast, else float32. "
+                    "Decoded latents are the same either way; pixels differ "
+                    "slightly (see README).", flag_values=fv)
+
+
 def define_compress(fv):
   _define_coding(fv, "+ .tsth")
+  _define_precision(fv)
   flags.DEFINE_string("model", None, "Model name (see `tfc-sth models`) or "
                       "SavedModel path; default: the shipped default model.",
                       flag_values=fv)
@@ -112,14 +131,15 @@ def define_compress(fv):
 def run_compress(fv, paths):
   from tfc_sth.runtime import bitstream, codec, image_io, pretrained  # pylint: disable=g-import-not-at-top,multiple-imports
   from tfc_sth.tools import metrics  # pylint: disable=g-import-not-at-top
-  model = codec.Codec.load(fv.model or pretrained.DEFAULT_MODEL)
+  model = codec.Codec.load(fv.model or pretrained.DEFAULT_MODEL,
+                           fv.precision)
   try:
     quality = model.check_quality(fv.quality)
   except codec.QualityError as e:
     raise UsageError(f"--quality: {e}") from None
 
-  def step(path):
-    image, channels = image_io.read_png(path)
+  def step(path, loaded):
+    image, channels = loaded
     start = time.perf_counter()
     data = model.compress(image, channels, quality)
     seconds = time.perf_counter() - start
@@ -133,11 +153,12 @@ def run_compress(fv, paths):
             f"PSNR {metrics.psnr(image, decoded):.2f} dB, "
             f"encoded in {seconds:.3f} s")
 
-  return _for_each(paths, step, fv)
+  return _for_each(paths, image_io.read_png, step, fv)
 
 
 def define_decompress(fv):
   _define_coding(fv, "+ .png")
+  _define_precision(fv)
   flags.DEFINE_string("model", None, "SavedModel to decode with, if the one "
                       "named in the file is not installed.", flag_values=fv)
   flags.DEFINE_integer("max_pixels", None, "Refuse files that declare more "
@@ -150,14 +171,16 @@ def run_decompress(fv, paths):
   from tfc_sth.runtime import bitstream, codec, image_io, pretrained  # pylint: disable=g-import-not-at-top,multiple-imports
   loaded = {}
 
-  def step(path):
+  def load(path):
     with open(path, "rb") as f:
-      data = f.read()
+      return f.read()
+
+  def step(path, data):
     header, _ = bitstream.read_header(data)
     extra = [pretrained.resolve(fv.model)] if fv.model else []
     if header.model_id not in loaded:
       loaded[header.model_id] = codec.Codec(
-          pretrained.find(header.model_id, extra))
+          pretrained.find(header.model_id, extra), fv.precision)
     start = time.perf_counter()
     image, channels = loaded[header.model_id].decompress(
         data, max_pixels=fv.max_pixels or codec.DEFAULT_MAX_PIXELS)
@@ -170,7 +193,7 @@ def run_decompress(fv, paths):
       print(f"{path} -> {out}: {header.width}x{header.height}, "
             f"{bpp:.4f} bpp, decoded in {seconds:.3f} s")
 
-  return _for_each(paths, step, fv)
+  return _for_each(paths, load, step, fv)
 
 
 def _field_flags(field):
@@ -247,6 +270,8 @@ def define_evaluate(fv):
       "model", None, "[LABEL=]NAME_OR_PATH of a model to evaluate; repeat "
       "for several. Models with the same LABEL form one curve (e.g. one per "
       "λ). Default: the shipped default model.", flag_values=fv)
+  # Figures that do not depend on the CPU, unless asked.
+  _define_precision(fv, default="float32")
   flags.DEFINE_list("anchors", "jpeg,webp,avif,jxl", "Classical codecs to "
                     "sweep (those whose tools are missing are skipped).",
                     flag_values=fv)
@@ -318,7 +343,8 @@ def run_evaluate(fv, args):
       print(f"{PROG} evaluate: note: skipping {name}: "
             f"{anchors.ANCHORS[name].requirements()} not installed",
             file=sys.stderr)
-  models = [(label, codec.Codec.load(m)) for label, m in _models(fv.model)]
+  models = [(label, codec.Codec.load(m, fv.precision))
+            for label, m in _models(fv.model)]
   measurements = evaluate.run(paths, models, used,
                               progress=_progress_callback(len(paths)))
   evaluate.write_report(paths, models, used, measurements, fv.reference,
@@ -333,6 +359,7 @@ def define_bench(fv):
   flags.DEFINE_list("quality", [], "Quality levels to time, or `all` for "
                     "every level of the model (default: its default level).",
                     flag_values=fv)
+  _define_precision(fv)
   flags.DEFINE_integer("runs", 7, "Timed runs per image (after 2 warm-up "
                        "runs); the median is reported.", lower_bound=1,
                        flag_values=fv)
@@ -347,10 +374,16 @@ def define_bench(fv):
       (name, default, help_text, kind, choices), = _field_flags(field)
       _define_flag(fv, f"train_{name}", default,
                    f"Training benchmark: {help_text}", kind, choices)
+  flags.DEFINE_bool("folder", False, "Also time `compress` and "
+                    "`decompress` of all the images in one command against "
+                    "one command per image, in images per second.",
+                    flag_values=fv)
   flags.DEFINE_string("peers", None, "Folder of the peers' timing script "
                       "(e.g. ../shared/peers): time tfc's reference model "
                       "(and CompressAI's) on the same images in this run and "
-                      "report this codec's speed as a ratio to the fastest.",
+                      "report this codec's speed as a ratio to the fastest; "
+                      "with --train_steps, also tfc's reference training "
+                      "step.",
                       flag_values=fv)
   flags.DEFINE_string("compressai_python", "/tmp/peers/venv-cai/bin/python",
                       "Python with CompressAI, for --peers.", flag_values=fv)
@@ -380,14 +413,13 @@ def run_bench(fv, args):
   paths = _images(args) if args else []
   if not paths and not fv.train_steps:
     raise UsageError("nothing to time: give images or --train_steps > 0")
-  if fv.peers and not paths:
-    raise UsageError("--peers times the peers on the images: give some")
   if fv.peers and fv.threads:
     raise UsageError("--peers times the peers on all cores: drop --threads")
   _check_outputs(fv, ("output",))
   report = {"threads": fv.threads or None, "coding": [], "training": None}
   if paths:
-    model = codec.Codec.load(fv.model or pretrained.DEFAULT_MODEL)
+    model = codec.Codec.load(fv.model or pretrained.DEFAULT_MODEL,
+                             fv.precision)
     report["model"] = model.model_id
     if fv.quality == ["all"]:
       qualities = list(range(1, model.qualities + 1))
@@ -397,6 +429,8 @@ def run_bench(fv, args):
       except ValueError as e:  # Not a number, or a level it lacks.
         raise UsageError(f"--quality: {e}") from None
     report["coding"] = bench.coding_report(model, paths, qualities, fv.runs)
+    if fv.folder:
+      report["folder"] = bench.folder_report(model.path, paths, fv.precision)
     if fv.peers:
       report["peers"] = bench.peers_report(fv.peers, paths, report["coding"],
                                            fv.compressai_python)
@@ -404,7 +438,8 @@ def run_bench(fv, args):
     settings = {f: fv[f"train_{f}"].value for f in _BENCH_TRAIN_FIELDS}
     config = _train_config_class()(**settings)
     report["training"] = dict(
-        config=settings, **bench.training_report(config, fv.train_steps))
+        config=settings,
+        **bench.training_report(config, fv.train_steps, fv.peers))
   if fv.output:
     image_io.write_atomically(fv.output, evaluate.json_bytes(report),
                               force=fv.force)

@@ -14,7 +14,10 @@ The exported module needs only tensorflow and tensorflow_compression to load
   (what `decompress(compress(image))` must equal, and what the file size
   should be close to);
 - `model_info()` -> {"model_id", "architecture", "config"} (strings) and
-  {"qualities", "default_quality"} (int32).
+  {"qualities", "default_quality", ...} (int32);
+- `analyze`, `compress_latents`, `decompress_latents`, `synthesize`: the
+  same coding in pieces, for tiles (`codec.py`), and `analyze_bfloat16`,
+  `synthesize_bfloat16`: the transforms computing in bfloat16.
 
 `checksum` is a fingerprint (FarmHash64) of every integer symbol coded, the
 image shape and the quality. A range decoder fed bytes it did not write, or
@@ -47,8 +50,13 @@ import tensorflow_compression as tfc
 
 from tfc_sth.model import architectures
 from tfc_sth.model import exact
+from tfc_sth.model import layers
 from tfc_sth.runtime import pretrained
 from tfc_sth.model import saun
+
+
+# The Keras dtype policy of the bfloat16 signatures: float32 variables.
+BFLOAT16 = "mixed_bfloat16"
 
 
 def default_quality(qualities):
@@ -251,17 +259,39 @@ class ExportedCodec(tf.Module):
 
   # The same coding in pieces, for images coded in tiles (`codec.py`).
 
+  def _analyze(self, tile):
+    x = tf.cast(tile, tf.float32)[None] / 255.
+    return {"latents": tf.cast(self.model.analysis(x), tf.float32)}
+
+  def _synthesize(self, latents):
+    x_hat = self.model.synthesis(latents)
+    return {"image": to_uint8(x_hat, tf.shape(x_hat)[1:3])}
+
   @tf.function(input_signature=[tf.TensorSpec([None, None, 3], tf.uint8)])
   def analyze(self, tile):
     """g_a of a tile whose sides are multiples of 16, unpadded."""
-    x = tf.cast(tile, tf.float32)[None] / 255.
-    return {"latents": tf.cast(self.model.analysis(x), tf.float32)}
+    return self._analyze(tile)
 
   @tf.function
   def synthesize(self, latents):
     """g_s of latents [1, h, w, M], to uint8 pixels [16h, 16w, 3]."""
-    x_hat = self.model.synthesis(latents)
-    return {"image": to_uint8(x_hat, tf.shape(x_hat)[1:3])}
+    return self._synthesize(latents)
+
+  # The same transforms computing in bfloat16, about twice as fast on CPUs
+  # with bfloat16 dot products (AVX512-BF16, AMX), where the runtime picks
+  # them; elsewhere oneDNN emulates them slowly or not at all. They change
+  # the latents g_a hands to the encoder and the pixels, not what a file
+  # decodes to: its latents are the same either way.
+
+  @tf.function(input_signature=[tf.TensorSpec([None, None, 3], tf.uint8)])
+  def analyze_bfloat16(self, tile):
+    with layers.precision(self.model.analysis, BFLOAT16):
+      return self._analyze(tile)
+
+  @tf.function
+  def synthesize_bfloat16(self, latents):
+    with layers.precision(self.model.synthesis, BFLOAT16):
+      return self._synthesize(latents)
 
   @tf.function
   def compress_latents(self, latents, image_shape, quality):
@@ -300,6 +330,9 @@ class ExportedCodec(tf.Module):
         "model_info": self.model_info.get_concrete_function(),
         "analyze": self.analyze.get_concrete_function(),
         "synthesize": self.synthesize.get_concrete_function(latents),
+        "analyze_bfloat16": self.analyze_bfloat16.get_concrete_function(),
+        "synthesize_bfloat16":
+            self.synthesize_bfloat16.get_concrete_function(latents),
         "compress_latents": self.compress_latents.get_concrete_function(
             latents, tf.TensorSpec([2], tf.int32),
             tf.TensorSpec([], tf.float32)),

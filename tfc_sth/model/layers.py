@@ -18,6 +18,8 @@ third less time with these.
 (`transforms.py`, `residual.py`) are built of these layers.
 """
 
+import contextlib
+
 import numpy as np
 import tensorflow as tf
 import tensorflow_compression as tfc
@@ -168,19 +170,30 @@ class SignalConv2D(exact.Layer, tfc.SignalConv2D):
 
 
 class GDN(tfc.GDN):
-  """tfc's GDN whose constant α and ε follow the compute dtype.
+  """tfc's GDN whose constant α and ε are Python numbers.
 
-  tfc converts constant parameters once, at construction, so under a
-  bfloat16 policy set later (`set_precision`) they would stay float32.
+  tfc converts constant parameters to tensors once, at construction, so
+  under a bfloat16 policy set later (`set_precision`) they would stay
+  float32; and tfc's call picks its fast paths (a square, a square root) by
+  comparing them, which on tensors traced into a graph becomes a graph
+  conditional per comparison, around every GDN.
   """
 
   @property
   def alpha(self):
-    return tf.cast(super().alpha, self.compute_dtype)
+    return self._number(self.alpha_parameter, lambda: super(GDN, self).alpha)
 
   @property
   def epsilon(self):
-    return tf.cast(super().epsilon, self.compute_dtype)
+    return self._number(self.epsilon_parameter,
+                        lambda: super(GDN, self).epsilon)
+
+  def _number(self, parameter, value):
+    constant = None if callable(parameter) else tf.get_static_value(
+        parameter)
+    if constant is not None:
+      return float(constant)
+    return tf.cast(value(), self.compute_dtype)
 
 
 class Dense(exact.Layer, tf.keras.layers.Dense):
@@ -206,6 +219,18 @@ def set_precision(transform, policy):
   for layer in [transform, *transform.submodules]:
     if isinstance(layer, tf.keras.layers.Layer):
       layer._set_dtype_policy(policy)  # pylint: disable=protected-access
+
+
+@contextlib.contextmanager
+def precision(transform, policy):
+  """`set_precision` while tracing one graph, then the policy it had: one
+  set of variables serves graphs of both precisions."""
+  before = transform.dtype_policy.name
+  set_precision(transform, policy)
+  try:
+    yield
+  finally:
+    set_precision(transform, before)
 
 
 def conv(filters, kernel, stride, up, kernel_parameter, activation=None,

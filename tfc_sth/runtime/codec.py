@@ -7,6 +7,7 @@ single-rate models exported before quality levels existed.
 
 import contextlib
 import itertools
+import os
 
 import numpy as np
 import tensorflow as tf
@@ -26,17 +27,50 @@ DEFAULT_MAX_PIXELS = 1 << 25
 # the image size, so every machine computes the same pieces.
 TILE = 64
 MIN_TILE = 16  # What decoding accepts.
-TRANSFORM_TILE = 48
+# The transforms' tiles: as large as the coding tiles, since a smaller one
+# splits each coding tile unevenly and computes more halo (48 took g_a 1.7x
+# longer on a 24-megapixel photo).
+TRANSFORM_TILE = TILE
+
+
+# Precisions of the transforms (the entropy model is float32 and exact).
+FLOAT32, BFLOAT16 = "float32", "bfloat16"
+PRECISIONS = ("auto", FLOAT32, BFLOAT16)
+# oneDNN ISAs (ONEDNN_MAX_CPU_ISA) with bfloat16 dot products.
+_BFLOAT16_ISAS = ("ALL", "DEFAULT", "AVX512_CORE_BF16", "AVX512_CORE_FP16",
+                  "AVX512_CORE_AMX", "AVX512_CORE_AMX_FP16", "AVX10_1_512",
+                  "AVX10_1_512_AMX", "AVX10_1_512_AMX_FP16")
 
 
 class QualityError(ValueError):
   """A quality level the model does not have."""
 
 
+def bfloat16_is_fast():
+  """Whether this CPU has bfloat16 dot products that oneDNN may use (Linux's
+  CPU flags; elsewhere, no). Without them bfloat16 transforms are slower
+  than float32, or fail under older ISAs."""
+  isa = os.environ.get("ONEDNN_MAX_CPU_ISA", "ALL").upper()
+  if os.environ.get("TF_ENABLE_ONEDNN_OPTS") == "0" or (
+      isa not in _BFLOAT16_ISAS):
+    return False
+  try:
+    with open("/proc/cpuinfo") as f:
+      flags = next((line.split(":", 1)[1].split() for line in f
+                    if line.startswith("flags")), [])
+  except OSError:
+    return False
+  return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
 class Codec:
   """An exported model, loaded once, coding uint8 RGB arrays to bytes."""
 
-  def __init__(self, path):
+  def __init__(self, path, precision="auto"):
+    """`precision` of the transforms: float32, bfloat16 (the model must have
+    it), or auto: bfloat16 where the model has it and `bfloat16_is_fast`."""
+    if precision not in PRECISIONS:
+      raise ValueError(f"precision {precision!r} is not one of {PRECISIONS}")
     self.path = path
     self.module = tf.saved_model.load(path)
     self._compress = self.module.signatures["compress"]
@@ -51,6 +85,16 @@ class Codec:
       self.factor = int(info["analysis_downsampling"])
       self.downsampling = int(info["downsampling"])
       self.halo = int(info["tile_halo"])
+    has_bfloat16 = "synthesize_bfloat16" in self.module.signatures
+    if precision == BFLOAT16 and not has_bfloat16:
+      raise ValueError(f"model {self.model_id} has no bfloat16 transforms")
+    self.precision = (BFLOAT16 if precision == BFLOAT16 or (
+        precision == "auto" and has_bfloat16 and bfloat16_is_fast())
+                      else FLOAT32)
+    suffix = "_bfloat16" if self.precision == BFLOAT16 else ""
+    if self._tiled:
+      self._analyze_tile = self.module.signatures["analyze" + suffix]
+      self._synthesize_tile = self.module.signatures["synthesize" + suffix]
     _, inputs = self._decompress.structured_input_signature
     self._takes_quality = "quality" in inputs
     self._takes_checksum = "checksum" in inputs
@@ -58,8 +102,8 @@ class Codec:
         n for n in inputs if n not in ("image_shape", "quality", "checksum"))
 
   @classmethod
-  def load(cls, name_or_path=None):
-    return cls(pretrained.resolve(name_or_path))
+  def load(cls, name_or_path=None, precision="auto"):
+    return cls(pretrained.resolve(name_or_path), precision)
 
   def check_quality(self, quality=None):
     """The quality level to code at (default: the model's default), in the
@@ -177,8 +221,7 @@ class Codec:
         pixels = image[np.ix_(
             _pixels(context_rows, self.factor, image.shape[0]),
             _pixels(context_cols, self.factor, image.shape[1]))]
-        latents = self.module.signatures["analyze"](
-            tile=tf.constant(pixels))
+        latents = self._analyze_tile(tile=tf.constant(pixels))
         tiles.append(latents["latents"][:, _within(core_rows, context_rows),
                                         _within(core_cols, context_cols)])
       rows.append(tf.concat(tiles, 2))
@@ -193,7 +236,7 @@ class Codec:
                            context_rows.stop)
       for cols, context_cols in self._spans(slice(0, band.shape[2]),
                                             band.shape[2]):
-        pixels = self.module.signatures["synthesize"](latents=band[
+        pixels = self._synthesize_tile(latents=band[
             :, _within(context_rows, band_rows), context_cols])["image"]
         inside = [slice(s.start * self.factor, min(s.stop * self.factor, n))
                   for s, n in zip((rows, cols), (height, width))]

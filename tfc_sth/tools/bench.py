@@ -12,6 +12,7 @@ import itertools
 import os
 import subprocess
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -88,6 +89,13 @@ class _StepTimes(tf.keras.callbacks.Callback):
     self.seconds.append(time.perf_counter() - self._start)
 
 
+def _fit_times(model, patches, steps, callbacks=()):
+  times = _StepTimes()
+  model.fit(patches, epochs=1, steps_per_epoch=steps, verbose=0,
+            callbacks=[*callbacks, times])
+  return times.seconds
+
+
 def training(config, steps=10, warm_up=3):
   """Seconds per training step of `config` (a `TrainConfig`), per phase kind.
 
@@ -103,14 +111,28 @@ def training(config, steps=10, warm_up=3):
   patches = tf.data.Dataset.from_tensors(
       tf.random.stateless_uniform(shape, (config.seed, 0))).repeat()
   per_phase = warm_up + steps
-  times = _StepTimes()
-  model.fit(patches, epochs=1, steps_per_epoch=2 * per_phase, verbose=0,
-            callbacks=[schedule.PhaseSchedule(
-                schedule.phases_for("sth", per_phase, per_phase,
-                                    config.mixed_precision)), times])
+  seconds = _fit_times(model, patches, 2 * per_phase, [
+      schedule.PhaseSchedule(schedule.phases_for(
+          "sth", per_phase, per_phase, config.mixed_precision))])
   megapixels = config.batch_size * config.patch_size ** 2 / 1e6
-  return {"soft": _spread(times.seconds[warm_up:per_phase], megapixels),
-          "hard": _spread(times.seconds[per_phase + warm_up:], megapixels)}
+  return {"soft": _spread(seconds[warm_up:per_phase], megapixels),
+          "hard": _spread(seconds[per_phase + warm_up:], megapixels)}
+
+
+def peer_training(peers_dir, batch_size, patch_size, steps=10, warm_up=3):
+  """Seconds per training step of tfc's reference scale hyperprior (N=M=128,
+  its own float32 `train_step`) on random patches of the same batch."""
+  sys.path.insert(0, os.path.abspath(peers_dir))
+  try:
+    import tfc_bmshj2018  # pylint: disable=g-import-not-at-top
+  finally:
+    del sys.path[0]
+  model = tfc_bmshj2018.BMSHJ2018Model(0.01, 128, 64, .11, 256.)
+  model.compile(optimizer=tf.keras.optimizers.Adam(1e-4))
+  patches = tf.data.Dataset.from_tensors(tf.random.stateless_uniform(
+      (batch_size, patch_size, patch_size, 3), (0, 0), 0, 255)).repeat()
+  seconds = _fit_times(model, patches, warm_up + steps)
+  return _spread(seconds[warm_up:], batch_size * patch_size ** 2 / 1e6)
 
 
 def _range(spread):
@@ -123,7 +145,8 @@ def coding_report(codec, paths, qualities, runs=7):
   """`coding` of every PNG image in `paths` at every quality level (or at
   the model's own if `qualities` is empty), printed as it goes; returns the
   figures of each, with its path."""
-  print(f"coding with {codec.model_id}, median of {runs} runs (min-max):")
+  print(f"coding with {codec.model_id} ({codec.precision} transforms), "
+        f"median of {runs} runs (min-max):")
   results = []
   for path, quality in itertools.product(paths, qualities or [None]):
     image, _ = image_io.read_png(path)
@@ -139,17 +162,74 @@ def coding_report(codec, paths, qualities, runs=7):
   return results
 
 
-def training_report(config, steps=10):
-  """`training` of `config`, printed; returns its figures."""
+def training_report(config, steps=10, peers_dir=None):
+  """`training` of `config`, printed; returns its figures. With `peers_dir`,
+  also tfc's reference training step, and each phase's speed as a ratio to
+  it."""
   figures = training(config, steps)
   print(f"training {config.model} N={config.num_filters} "
         f"M={config.latent_channels} delta_mode={config.delta_mode} "
-        f"{config.kernel_parameter}, batch {config.batch_size} of "
-        f"{config.patch_size}x{config.patch_size}, median of "
-        f"{steps} steps per phase (min-max):")
+        f"{config.kernel_parameter}"
+        f"{', mixed bfloat16' if config.mixed_precision else ''}, batch "
+        f"{config.batch_size} of {config.patch_size}x{config.patch_size}, "
+        f"median of {steps} steps per phase (min-max):")
   for phase in ("soft", "hard"):
     print(f"  {phase}: {_range(figures[phase])}")
+  if peers_dir:
+    reference = peer_training(peers_dir, config.batch_size,
+                              config.patch_size, steps)
+    figures["peer"] = reference
+    print(f"  tfc-reference bmshj2018 N=M=128 (float32), in this run on "
+          f"{cpu_model()}: {_range(reference)}")
+    for phase in ("soft", "hard"):
+      ratio = reference["median_seconds"] / figures[phase]["median_seconds"]
+      figures[phase]["peer_ratio"] = ratio
+      print(f"    {phase}: {ratio:.2f}x its steps per second")
   return figures
+
+
+def _command(*args):
+  """Runs `tfc-sth ARGS` in a process of its own; its wall-clock seconds."""
+  start = time.perf_counter()
+  subprocess.run([sys.executable, "-c", "from tfc_sth import cli; "
+                  "cli.entry_point()", *args], check=True, timeout=3600,
+                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+  return time.perf_counter() - start
+
+
+def folder_report(model, paths, precision="auto"):
+  """Images per second of `tfc-sth compress` and `decompress` given every
+  image in one command, against one command per image (what a shell loop
+  does), each a fresh process timed from start to exit; printed, and
+  returned."""
+  with tempfile.TemporaryDirectory() as directory:
+    ways = {"one command": lambda command, inputs, suffix: _command(
+        command, f"--model={model}", f"--precision={precision}", "--force",
+        "-o", os.path.join(directory, "all"), *inputs)}
+    ways["a command per image"] = lambda command, inputs, suffix: sum(
+        _command(command, f"--model={model}", f"--precision={precision}",
+                 "--force", "-o", os.path.join(
+                     directory, "each", os.path.basename(i) + suffix), i)
+        for i in inputs)
+    for folder in ("all", "each"):
+      os.makedirs(os.path.join(directory, folder))
+    coded = [os.path.join(directory, "all", os.path.basename(p) + ".tsth")
+             for p in paths]
+    results = {}
+    print(f"{len(paths)} images, {precision} transforms, whole commands "
+          "(start-up and model loading included):")
+    for command, inputs, suffix in (("compress", paths, ".tsth"),
+                                    ("decompress", coded, ".png")):
+      seconds = {way: run(command, inputs, suffix)
+                 for way, run in ways.items()}
+      results[command] = {way: {"seconds": t, "images_per_second":
+                                len(paths) / t} for way, t in seconds.items()}
+      ratio = seconds["a command per image"] / seconds["one command"]
+      results[command]["speed-up"] = ratio
+      print(f"  {command}: " + ", ".join(
+          f"{way} {len(paths) / t:.2f} images/s" for way, t in
+          seconds.items()) + f"; {ratio:.2f}x")
+  return results
 
 
 # The peers' timing script and the models it times (../shared/peers): tfc's
