@@ -129,14 +129,15 @@ def test_round_trip_is_exact_in_a_process_without_tfc_sth(
     sizes.append(coded_bits)
   # Higher levels spend more bits (the initial Δ_q alone orders them).
   assert sizes[:qualities] == sorted(sizes[:qualities]), sizes
-  # And through the .tsth container, from the command line.
+  # And through the .tsth container, from the command line, with the same
+  # (float32) transforms.
   (tmp_path / "image.png").write_bytes(png_bytes(image))
   for command, source, target, extra in [
       ("compress", "image.png", "image.tsth", ["--quality=1"]),
       ("decompress", "image.tsth", "back.png", [])]:
     assert cli.main(["tfc-sth", command, str(tmp_path / source), "-o",
                      str(tmp_path / target), f"--model={export_dir}",
-                     *extra]) == 0
+                     "--precision=float32", *extra]) == 0
   np.testing.assert_array_equal(read_png_array(tmp_path / "back.png"),
                                 fresh["1/decoded"])
 

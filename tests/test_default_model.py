@@ -26,9 +26,11 @@ def default_codec():
 
 @pytest.fixture(autouse=True)
 def one_tile(monkeypatch):
-  # Each photo in one coding tile, so that a round trip must give the
-  # model's own reconstruction of the whole image (tiles: test_tiling.py).
+  # Each photo in one coding tile and one transform tile, so that a round
+  # trip must give the model's own reconstruction of the whole image (tiles
+  # match it up to float rounding: test_tiling.py).
   monkeypatch.setattr(codec, "TILE", 128)
+  monkeypatch.setattr(codec, "TRANSFORM_TILE", 128)
 
 
 @pytest.fixture(scope="module", params=["validation photo", "sample"])
@@ -55,7 +57,8 @@ def test_every_quality_round_trips_and_costs_its_estimated_rate(
     decoded, channels = default_codec.decompress(data)
     reference, estimated_bits = default_codec.reconstruct(photo, quality)
     assert channels == 3
-    np.testing.assert_array_equal(decoded, reference, err_msg=quality)
+    np.testing.assert_array_equal(decoded, reference,
+                                  err_msg=f"quality {quality}")
     _, payload = bitstream.read_header(data)
     assert len(data) - len(payload) < 80  # The header.
     estimated_bytes = estimated_bits / 8

@@ -2,7 +2,9 @@
 
 `Codec` wraps a loaded SavedModel; it uses only the model's signatures, so
 any model exported by `export.py` works, whatever its architecture, and so do
-single-rate models exported before quality levels existed.
+single-rate models exported before quality levels existed. Its transforms
+run in bfloat16 where the model has them and the CPU has bfloat16 dot
+products, else in float32 (`precision`).
 """
 
 import contextlib
@@ -153,7 +155,8 @@ class Codec:
 
   def reconstruct(self, image, quality=None):
     """The model's own reconstruction of uint8 [H, W, 3] and its estimated
-    bits, without range coding: what a round trip must give."""
+    bits, without range coding: what a round trip with float32 transforms
+    must give."""
     outputs = self.module.signatures["reconstruct"](
         image=tf.constant(image),
         **self._quality_input(self.check_quality(quality)))

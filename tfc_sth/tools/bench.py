@@ -191,9 +191,12 @@ def training_report(config, steps=10, peers_dir=None):
 def _command(*args):
   """Runs `tfc-sth ARGS` in a process of its own; its wall-clock seconds."""
   start = time.perf_counter()
-  subprocess.run([sys.executable, "-c", "from tfc_sth import cli; "
-                  "cli.entry_point()", *args], check=True, timeout=3600,
-                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+  result = subprocess.run([sys.executable, "-c", "from tfc_sth import cli; "
+                           "cli.entry_point()", *args], capture_output=True,
+                          text=True, timeout=3600, check=False)
+  if result.returncode:
+    raise RuntimeError(f"tfc-sth {args[0]} failed: "
+                       f"{result.stderr.strip().splitlines()[-1:]}")
   return time.perf_counter() - start
 
 
@@ -202,29 +205,26 @@ def folder_report(model, paths, precision="auto"):
   image in one command, against one command per image (what a shell loop
   does), each a fresh process timed from start to exit; printed, and
   returned."""
+  common = [f"--model={model}", f"--precision={precision}", "--force"]
+  results = {}
+  print(f"{len(paths)} images, {precision} transforms, whole commands "
+        "(start-up and model loading included):")
   with tempfile.TemporaryDirectory() as directory:
-    ways = {"one command": lambda command, inputs, suffix: _command(
-        command, f"--model={model}", f"--precision={precision}", "--force",
-        "-o", os.path.join(directory, "all"), *inputs)}
-    ways["a command per image"] = lambda command, inputs, suffix: sum(
-        _command(command, f"--model={model}", f"--precision={precision}",
-                 "--force", "-o", os.path.join(
-                     directory, "each", os.path.basename(i) + suffix), i)
-        for i in inputs)
-    for folder in ("all", "each"):
-      os.makedirs(os.path.join(directory, folder))
-    coded = [os.path.join(directory, "all", os.path.basename(p) + ".tsth")
+    together, each = (os.path.join(directory, d) for d in ("together", "each"))
+    os.makedirs(together)
+    os.makedirs(each)
+    coded = [os.path.join(together, os.path.basename(p) + ".tsth")
              for p in paths]
-    results = {}
-    print(f"{len(paths)} images, {precision} transforms, whole commands "
-          "(start-up and model loading included):")
     for command, inputs, suffix in (("compress", paths, ".tsth"),
                                     ("decompress", coded, ".png")):
-      seconds = {way: run(command, inputs, suffix)
-                 for way, run in ways.items()}
+      seconds = {
+          "one command": _command(command, *common, "-o", together, *inputs),
+          "a command per image": sum(
+              _command(command, *common, "-o", os.path.join(
+                  each, os.path.basename(i) + suffix), i) for i in inputs)}
+      ratio = seconds["a command per image"] / seconds["one command"]
       results[command] = {way: {"seconds": t, "images_per_second":
                                 len(paths) / t} for way, t in seconds.items()}
-      ratio = seconds["a command per image"] / seconds["one command"]
       results[command]["speed-up"] = ratio
       print(f"  {command}: " + ", ".join(
           f"{way} {len(paths) / t:.2f} images/s" for way, t in

@@ -108,7 +108,9 @@ def evaluate_all(out_dir, lmbdas, paths, variants=tuple(VARIANTS),
   """Measures every exported variant (one curve each, over λ) and JPEG."""
   from tfc_sth.tools import anchors, evaluate  # pylint: disable=g-import-not-at-top,multiple-imports
   from tfc_sth.runtime import codec  # pylint: disable=g-import-not-at-top
-  models = [(name, codec.Codec(export_dir(out_dir, lmbda, name)))
+  # float32 transforms: figures that do not depend on the CPU.
+  models = [(name, codec.Codec(export_dir(out_dir, lmbda, name),
+                               codec.FLOAT32))
             for name in variants for lmbda in lmbdas]
   return evaluate.run(paths, models, [anchors.ANCHORS["jpeg"]], progress)
 
