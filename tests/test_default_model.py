@@ -78,7 +78,7 @@ def test_every_quality_round_trips_in_bfloat16(default_codec, photo):
     decoded, _ = fast.decompress(data)
     reference, _ = default_codec.decompress(data)
     difference = np.abs(decoded.astype(int) - reference)
-    # Measured on the sample: 50.6 dB between the two, at most 3 apart.
+    # Measured on the sample: 52.6 dB between the two, at most 2 apart.
     assert difference.max() <= 4, quality
     assert np.mean(difference ** 2) < 255 ** 2 / 10 ** 4.8, quality
 
