@@ -389,3 +389,20 @@ def test_decompress_one_bad_among_several(compressed, tmp_path, models_env,
 def test_commands_without_arguments_refuse_them(command, capsys):
   assert cli.main(["tfc-sth", *command]) == cli.EXIT_USAGE
   assert "unexpected arguments: extra" in capsys.readouterr().err
+
+
+
+def test_bfloat16_of_a_model_without_it_is_a_one_line_error(
+    photo, tmp_path, models_env, monkeypatch, capsys):
+  from tfc_sth.runtime import codec  # pylint: disable=g-import-not-at-top
+  # As a model exported before the bfloat16 signatures.
+  monkeypatch.setattr(codec, "BFLOAT16_SIGNATURES", ("missing",))
+  png, _ = photo
+  assert tfc_sth("compress", png, "-o", tmp_path / "x.tsth", "--model",
+                 models_env, "--precision=bfloat16") == cli.EXIT_ERROR
+  err = capsys.readouterr().err
+  assert len(err.splitlines()) == 1 and "no bfloat16 transforms" in err, err
+  assert not (tmp_path / "x.tsth").exists()
+  # auto falls back to float32.
+  assert tfc_sth("compress", png, "-o", tmp_path / "x.tsth", "--model",
+                 models_env) == 0

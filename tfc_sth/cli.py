@@ -41,10 +41,11 @@ class UsageError(Exception):
 # Errors that mean bad input, reported in one line; anything else is a bug
 # and keeps its traceback.
 def _input_errors():
-  from tfc_sth.runtime import bitstream, image_io, pretrained  # pylint: disable=g-import-not-at-top,multiple-imports
+  from tfc_sth.runtime import bitstream, codec, image_io, pretrained  # pylint: disable=g-import-not-at-top,multiple-imports
   from tfc_sth.training import trainer  # pylint: disable=g-import-not-at-top
   return (bitstream.BitstreamError, image_io.ImageError,
-          pretrained.ModelNotFoundError, trainer.ConfigError, OSError)
+          pretrained.ModelNotFoundError, codec.PrecisionError,
+          trainer.ConfigError, OSError)
 
 
 def _output_path(path, output, count, suffix):

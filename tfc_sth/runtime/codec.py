@@ -38,6 +38,8 @@ TRANSFORM_TILE = TILE
 # Precisions of the transforms (the entropy model is float32 and exact).
 FLOAT32, BFLOAT16 = "float32", "bfloat16"
 PRECISIONS = ("auto", FLOAT32, BFLOAT16)
+# What models exported before bfloat16 transforms lack.
+BFLOAT16_SIGNATURES = ("analyze_bfloat16", "synthesize_bfloat16")
 # oneDNN ISAs (ONEDNN_MAX_CPU_ISA) with bfloat16 dot products.
 _BFLOAT16_ISAS = ("ALL", "DEFAULT", "AVX512_CORE_BF16", "AVX512_CORE_FP16",
                   "AVX512_CORE_AMX", "AVX512_CORE_AMX_FP16", "AVX10_1_512",
@@ -46,6 +48,10 @@ _BFLOAT16_ISAS = ("ALL", "DEFAULT", "AVX512_CORE_BF16", "AVX512_CORE_FP16",
 
 class QualityError(ValueError):
   """A quality level the model does not have."""
+
+
+class PrecisionError(ValueError):
+  """bfloat16 asked of a model exported without bfloat16 transforms."""
 
 
 def bfloat16_is_fast():
@@ -87,9 +93,12 @@ class Codec:
       self.factor = int(info["analysis_downsampling"])
       self.downsampling = int(info["downsampling"])
       self.halo = int(info["tile_halo"])
-    has_bfloat16 = "synthesize_bfloat16" in self.module.signatures
+    has_bfloat16 = all(n in self.module.signatures
+                       for n in BFLOAT16_SIGNATURES)
     if precision == BFLOAT16 and not has_bfloat16:
-      raise ValueError(f"model {self.model_id} has no bfloat16 transforms")
+      raise PrecisionError(f"model {self.model_id} has no bfloat16 "
+                           "transforms (exported before they existed); use "
+                           "--precision=float32 or auto")
     self.precision = (BFLOAT16 if precision == BFLOAT16 or (
         precision == "auto" and has_bfloat16 and bfloat16_is_fast())
                       else FLOAT32)
