@@ -55,10 +55,6 @@ from tfc_sth.runtime import pretrained
 from tfc_sth.model import saun
 
 
-# The Keras dtype policy of the bfloat16 signatures: float32 variables.
-BFLOAT16 = "mixed_bfloat16"
-
-
 def default_quality(qualities):
   """The level `compress` uses when none is asked for: the middle one."""
   return (qualities + 1) // 2
@@ -285,12 +281,12 @@ class ExportedCodec(tf.Module):
 
   @tf.function(input_signature=[tf.TensorSpec([None, None, 3], tf.uint8)])
   def analyze_bfloat16(self, tile):
-    with layers.precision(self.model.analysis, BFLOAT16):
+    with layers.precision(self.model.analysis, layers.MIXED_BFLOAT16):
       return self._analyze(tile)
 
   @tf.function
   def synthesize_bfloat16(self, latents):
-    with layers.precision(self.model.synthesis, BFLOAT16):
+    with layers.precision(self.model.synthesis, layers.MIXED_BFLOAT16):
       return self._synthesize(latents)
 
   @tf.function

@@ -211,6 +211,11 @@ class Dense(exact.Layer, tf.keras.layers.Dense):
     return tf.cast(outputs, tf.float32)
 
 
+# The Keras dtype policies the transforms run under (`set_precision`).
+FLOAT32 = "float32"
+MIXED_BFLOAT16 = "mixed_bfloat16"  # float32 variables, bfloat16 computation
+
+
 def set_precision(transform, policy):
   """Runs a transform (a layer and all layers inside it) under a Keras dtype
   policy such as "mixed_bfloat16": float32 variables, computation in the

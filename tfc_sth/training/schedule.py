@@ -30,6 +30,7 @@ import os
 from absl import logging
 import tensorflow as tf
 
+from tfc_sth.model import layers
 from tfc_sth.model import quantization
 
 STRATEGIES = ("noise", "ste", "mixed", "anneal", "sth")
@@ -39,16 +40,12 @@ STRATEGIES = ("noise", "ste", "mixed", "anneal", "sth")
 ANNEAL_ALPHA = (1., 16.)
 
 
-FLOAT32 = "float32"
-MIXED_BFLOAT16 = "mixed_bfloat16"
-
-
 @dataclasses.dataclass(frozen=True)
 class Phase:
   mode: str  # `quantization.MODES`.
   steps: int
   freeze_encoder: bool = False
-  precision: str = FLOAT32  # Of the transforms: a Keras dtype policy.
+  precision: str = layers.FLOAT32  # Of the transforms: a Keras policy.
 
 
 def phases_for(strategy, soft_steps, hard_steps, mixed_precision=False):
@@ -57,7 +54,7 @@ def phases_for(strategy, soft_steps, hard_steps, mixed_precision=False):
   With `mixed_precision`, the transforms compute in bfloat16 except in the
   hard phase, which sees exactly the float32 latents that coding sees.
   """
-  precision = MIXED_BFLOAT16 if mixed_precision else FLOAT32
+  precision = layers.MIXED_BFLOAT16 if mixed_precision else layers.FLOAT32
   if strategy == "sth":
     return [Phase(quantization.NOISE, soft_steps, precision=precision),
             Phase(quantization.HARD, hard_steps, freeze_encoder=True)]
