@@ -236,10 +236,12 @@ def test_encode_decode_round_trip(channels):
 
 @pytest.mark.parametrize("channels", [1, 3])
 def test_png_in_bands_decodes_with_libpng(channels):
-  # Bands of 4 rows, the last one short: the filter must carry the row above
-  # from band to band. libpng (through TensorFlow) is the reference reader.
+  # Bands of 5, 1 and 5 rows, written 4 rows at a time: the filter must carry
+  # the row above across both. libpng (through TensorFlow) is the reference
+  # reader.
   image = _random((11, 9, 3), seed=5)
-  data = b"".join(image_io.png_chunks(image, channels, rows=4))
+  bands = [image[:5], image[5:6], image[6:]]
+  data = b"".join(image_io.png_chunks(bands, 11, 9, channels, rows=4))
   decoded = tf.io.decode_png(data, channels=3).numpy()
   expected = np.repeat(image[..., :1], 3, -1) if channels == 1 else image
   np.testing.assert_array_equal(decoded, expected)
@@ -248,8 +250,21 @@ def test_png_in_bands_decodes_with_libpng(channels):
 def test_write_atomically_takes_pieces(tmp_path):
   path = tmp_path / "out.png"
   image = _random((7, 3, 3), seed=2)
-  image_io.write_atomically(str(path), image_io.png_chunks(image, rows=2))
+  image_io.write_atomically(str(path),
+                            image_io.png_chunks([image], 7, 3, rows=2))
   np.testing.assert_array_equal(image_io.read_png(str(path))[0], image)
+
+
+def test_write_atomically_failing_pieces_leave_nothing(tmp_path):
+  # A decoder failing after some bands were written (a corrupted tile).
+  def bands():
+    yield _random((4, 3, 3), seed=3)
+    raise ValueError("corrupted payload")
+
+  with pytest.raises(ValueError, match="corrupted"):
+    image_io.write_atomically(str(tmp_path / "out.png"),
+                              image_io.png_chunks(bands(), 8, 3))
+  assert os.listdir(tmp_path) == []
 
 
 # write_atomically.

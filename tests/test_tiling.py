@@ -81,6 +81,20 @@ def test_a_tiled_file(tiny_codec, smooth_image, small_tiles):
   assert error < 2 * np.mean((whole.astype(float) - image) ** 2)
 
 
+def test_decode_yields_a_band_per_tile_row(tiny_codec, smooth_image,
+                                          small_tiles):
+  # 20 latent rows in coding tiles of 16: bands of 256 and 44 pixel rows,
+  # so a writer never holds more than a tile row of pixels.
+  image = smooth_image(*SHAPE, seed=5)
+  data = tiny_codec.compress(image)
+  header, bands = tiny_codec.decode(data)
+  bands = list(bands)
+  assert [b.shape for b in bands] == [(256, 400, 3), (44, 400, 3)]
+  np.testing.assert_array_equal(np.concatenate(bands),
+                                tiny_codec.decompress(data)[0])
+  assert (header.height, header.width) == SHAPE
+
+
 def test_one_tile_is_the_whole_image(tiny_codec, smooth_image):
   image = smooth_image(120, 200, seed=6)
   header, _ = bitstream.read_header(data := tiny_codec.compress(image))

@@ -183,16 +183,19 @@ def run_decompress(fv, paths):
       loaded[header.model_id] = codec.Codec(
           pretrained.find(header.model_id, extra), fv.precision)
     start = time.perf_counter()
-    image, channels = loaded[header.model_id].decompress(
+    header, bands = loaded[header.model_id].decode(
         data, max_pixels=fv.max_pixels or codec.DEFAULT_MAX_PIXELS)
-    seconds = time.perf_counter() - start
     out = _output_path(path, fv.output, len(paths), ".png")
-    image_io.write_atomically(out, image_io.png_chunks(image, channels),
-                              force=fv.force)
+    # Each band of pixels is written as it is decoded: memory stays bounded
+    # whatever the declared size, and a failure leaves no output.
+    image_io.write_atomically(
+        out, image_io.png_chunks(bands, header.height, header.width,
+                                 header.channels), force=fv.force)
+    seconds = time.perf_counter() - start
     if fv.verbose:
       bpp = 8 * len(data) / (header.height * header.width)
       print(f"{path} -> {out}: {header.width}x{header.height}, "
-            f"{bpp:.4f} bpp, decoded in {seconds:.3f} s")
+            f"{bpp:.4f} bpp, decoded and written in {seconds:.3f} s")
 
   return _for_each(paths, load, step, fv)
 

@@ -178,6 +178,22 @@ class Codec:
     in time proportional to the declared size, to the image the encoder
     coded or to a BitstreamError (see entropy_models.py and export.py).
     """
+    header, bands = self.decode(data, max_pixels)
+    image = np.empty((header.height, header.width, 3), np.uint8)
+    start = 0
+    for band in bands:
+      image[start:start + len(band)] = band
+      start += len(band)
+    return image, header.channels
+
+  def decode(self, data, max_pixels=DEFAULT_MAX_PIXELS):
+    """.tsth bytes -> (its header, the image as uint8 [rows, W, 3] bands from
+    top to bottom): the pixels of a band are needed only until the next, so
+    writing them as they come keeps memory bounded for any size.
+
+    The header is checked at once; the payload as the bands are decoded, so
+    a BitstreamError may come from the iterator (see `decompress`).
+    """
     header, payload = bitstream.read_header(data)
     if header.height * header.width > max_pixels:
       raise bitstream.BitstreamError(
@@ -192,7 +208,7 @@ class Codec:
           f"corrupted header (quality {header.quality:g} of a model with "
           f"{self.qualities})")
     if header.tile:
-      return self._decompress_tiles(header, payload), header.channels
+      return header, self._decompress_tiles(header, payload)
     strings = bitstream.unpack_strings(payload, self.string_names)
     if self._takes_checksum:
       strings["checksum"] = tf.constant(
@@ -201,7 +217,7 @@ class Codec:
       image = self._decompress(
           image_shape=tf.constant([header.height, header.width], tf.int32),
           **self._quality_input(header.quality), **strings)["image"]
-    return image.numpy(), header.channels
+    return header, iter([image.numpy()])
 
   # Tiles. The latent codec codes each coding tile (TILE x TILE latents) on
   # its own; the transforms run on smaller tiles (TRANSFORM_TILE) with a halo
@@ -239,23 +255,28 @@ class Codec:
       rows.append(tf.concat(tiles, 2))
     return tf.concat(rows, 1)
 
-  def _synthesize(self, band, band_rows, core_rows, image):
-    """Writes into `image` the pixels of latent rows `core_rows`, by g_s of
-    `band`, the latents of rows `band_rows` (which hold the halo)."""
-    height, width = image.shape[:2]
+  def _synthesize(self, band, band_rows, core_rows, height, width):
+    """The pixels (uint8 [rows, width, 3]) of latent rows `core_rows` of an
+    image of `height` x `width`, by g_s of `band`, the latents of rows
+    `band_rows` (which hold the halo)."""
+    top = core_rows.start * self.factor
+    pixels = np.empty((min(core_rows.stop * self.factor, height) - top,
+                       width, 3), np.uint8)
     for rows, context_rows in self._spans(core_rows, band_rows.stop):
       context_rows = slice(max(context_rows.start, band_rows.start),
                            context_rows.stop)
       for cols, context_cols in self._spans(slice(0, band.shape[2]),
                                             band.shape[2]):
-        pixels = self._synthesize_tile(latents=band[
+        tile = self._synthesize_tile(latents=band[
             :, _within(context_rows, band_rows), context_cols])["image"]
         inside = [slice(s.start * self.factor, min(s.stop * self.factor, n))
                   for s, n in zip((rows, cols), (height, width))]
         if inside[0].start < height and inside[1].start < width:
-          image[inside[0], inside[1]] = pixels[
-              _within(inside[0], context_rows, self.factor),
-              _within(inside[1], context_cols, self.factor)].numpy()
+          pixels[inside[0].start - top:inside[0].stop - top,
+                 inside[1]] = tile[
+                     _within(inside[0], context_rows, self.factor),
+                     _within(inside[1], context_cols, self.factor)].numpy()
+    return pixels
 
   def _coding_tiles(self, height, width, tile):
     rows, cols = self._latent_size(height, width)
@@ -277,7 +298,8 @@ class Codec:
     return {n: tf.constant(v) for n, v in strings.items()}, checksums
 
   def _decompress_tiles(self, header, payload):
-    """Decodes a tile row ahead of synthesis, which needs its halo."""
+    """Checks the tiles' checksums, then yields the pixels of each tile row,
+    decoding a row of latents ahead of synthesis, which needs its halo."""
     # Smaller tiles would cost a call per few latents.
     if not self._tiled or header.tile < max(self.halo, MIN_TILE):
       raise bitstream.BitstreamError(
@@ -303,7 +325,10 @@ class Codec:
           )["latents"])
       return tf.concat(tiles, 2)
 
-    image = np.empty((header.height, header.width, 3), np.uint8)
+    return self._synthesize_rows(header, tile_rows, decode_row)
+
+  def _synthesize_rows(self, header, tile_rows, decode_row):
+    """The pixels of each tile row, `decode_row(i)` giving its latents."""
     above, current = None, decode_row(0)
     for i, rows in enumerate(tile_rows):
       below = decode_row(i + 1) if i + 1 < len(tile_rows) else None
@@ -314,11 +339,11 @@ class Codec:
       if below is not None:
         parts.append(below[:, :self.halo])
       start = rows.start - (self.halo if above is not None else 0)
-      self._synthesize(tf.concat(parts, 1),
-                       slice(start, start + sum(p.shape[1] for p in parts)),
-                       rows, image)
+      yield self._synthesize(
+          tf.concat(parts, 1),
+          slice(start, start + sum(p.shape[1] for p in parts)), rows,
+          header.height, header.width)
       above, current = current, below
-    return image
 
 
 def _pixels(span, factor, size):

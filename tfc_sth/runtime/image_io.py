@@ -68,31 +68,31 @@ def read_png(path):
 
 def encode_png(image, channels=3):
   """uint8 [H, W, 3] -> PNG bytes, grayscale when `channels` is 1."""
-  return b"".join(png_chunks(image, channels))
-
-
-def png_chunks(image, channels=3, rows=256):
-  """The bytes of a PNG file of uint8 [H, W, 3] (grayscale when `channels`
-  is 1), in pieces: a band of rows is filtered and compressed at a time, so
-  writing a large image needs little more memory than the image."""
   image = np.asarray(image, np.uint8)
-  if channels == 1:
-    image = image[..., :1]
-  height, width, _ = image.shape
+  return b"".join(png_chunks([image], *image.shape[:2], channels))
+
+
+def png_chunks(bands, height, width, channels=3, rows=256):
+  """The bytes of a PNG file, in pieces, of an image given as uint8
+  [rows, width, 3] bands from top to bottom (grayscale when `channels` is
+  1): `rows` rows are filtered and compressed at a time, so writing needs
+  little more memory than a band, however large the image."""
   yield PNG_SIGNATURE
   yield _png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8,
                                         0 if channels == 1 else 2, 0, 0, 0))
   deflate = zlib.compressobj(6)
-  previous = np.zeros((1, width * image.shape[2]), np.uint8)
-  for start in range(0, height, rows):
-    band = image[start:start + rows].reshape(-1, width * image.shape[2])
-    # Filter "Up" (2): each row minus the one above, modulo 256.
-    up = np.diff(band, axis=0, prepend=previous)
-    previous = band[-1:]
-    lines = np.concatenate([np.full((len(band), 1), 2, np.uint8), up], 1)
-    data = deflate.compress(lines.tobytes())
-    if data:
-      yield _png_chunk(b"IDAT", data)
+  previous = np.zeros((1, width * channels), np.uint8)
+  for band in bands:
+    for start in range(0, len(band), rows):
+      lines = np.asarray(band[start:start + rows, :, :channels], np.uint8)
+      lines = lines.reshape(len(lines), width * channels)
+      # Filter "Up" (2): each row minus the one above, modulo 256.
+      up = np.diff(lines, axis=0, prepend=previous)
+      previous = lines[-1:]
+      data = deflate.compress(np.concatenate(
+          [np.full((len(lines), 1), 2, np.uint8), up], 1).tobytes())
+      if data:
+        yield _png_chunk(b"IDAT", data)
   yield _png_chunk(b"IDAT", deflate.flush())
   yield _png_chunk(b"IEND", b"")
 
