@@ -53,6 +53,15 @@ def test_signal_conv_matches_tfc(kernel, stride, filters, size):
     ours(inputs)
     ours.set_weights(theirs.get_weights())
     np.testing.assert_allclose(ours(inputs), theirs(inputs), atol=1e-5)
+    # And the same gradients, which training follows.
+    gradients = []
+    for layer in (ours, theirs):
+      with tf.GradientTape() as tape:
+        tape.watch(inputs)
+        value = tf.reduce_sum(layer(inputs) * tf.range(filters, dtype=float))
+      gradients.append(tape.gradient(value, [inputs, *layer.weights]))
+    for a, b in zip(*gradients):
+      np.testing.assert_allclose(a, b, atol=1e-4)
 
 
 def test_fast_upsampling_covers_the_transforms_upsampling_layers():
@@ -60,3 +69,6 @@ def test_fast_upsampling_covers_the_transforms_upsampling_layers():
   assert layers.SignalConv2D(16, (5, 5), **up)._fast_up  # pylint: disable=protected-access
   assert layers.SignalConv2D(3, (3, 3), **up)._fast_up  # pylint: disable=protected-access
   assert not layers.SignalConv2D(3, (7, 7), **up)._fast_up  # pylint: disable=protected-access
+  # h_s's last layer: a convolution without upsampling.
+  assert layers.SignalConv2D(16, (3, 3), corr=False,
+                             padding="same_zeros")._flipped  # pylint: disable=protected-access

@@ -6,10 +6,10 @@
 per element (tfc's `LocationScaleIndexedEntropyModel` over `NoisyNormal`),
 optionally with a SAUN step Δ (see `saun.py`).
 
-Rates are evaluated here, from tfc's distributions, at the value the
-quantization mode chooses (`quantization.perturb`): that is what lets context
-models supply their own noise, and `anneal` evaluate the soft-rounded
-density. The tfc entropy models are used for what only they do: computing range
+Rates are evaluated here, from tfc's distributions (the Gaussian's directly,
+for speed: `noisy_normal_log_prob`), at the value the quantization mode
+chooses (`quantization.perturb`): that is what lets context models supply
+their own noise, and `anneal` evaluate the soft-rounded density. The tfc entropy models are used for what only they do: computing range
 coding tables, once, by `build_tables()` just before export; the tables then
 live in the SavedModel as variables (`RangeTables`) so that encoder and
 decoder use identical integers. Coding itself drives tfc's range coder ops
@@ -196,6 +196,32 @@ class FactorizedPrior(EntropyLayer):
     return dict(super().get_config(), channels=self.channels)
 
 
+def noisy_normal_log_prob(v, scale):
+  """log p(v) of N(0, scale²) convolved with U(-½, ½): log(Φ((v + ½)/σ) -
+  Φ((v - ½)/σ)), what tfc's `NoisyNormal(0, σ).log_prob` gives, in a third
+  of its time (a training step spent 12% of its time there). The density
+  is even, so both points are taken left of the mean, where log Φ is
+  precise, and tfc's choice between log Φ and log(1 - Φ) is not needed."""
+  left = -tf.abs(v)
+  upper = _log_ndtr((left + .5) / scale)
+  lower = _log_ndtr((left - .5) / scale)
+  return upper + tf.math.log1p(-tf.exp(lower - upper))
+
+
+def _log_ndtr(x, tail=-10.):
+  """log Φ(x): from erfc down to `tail` (erfc underflows float32 at about
+  -13), then the asymptotic series -x²/2 - log(-x√(2π)) + log(1 - x⁻² +
+  3x⁻⁴). Each branch sees only inputs it is finite on, so that neither
+  gives NaN gradients through `where`."""
+  near, far = tf.maximum(x, tail), tf.minimum(x, tail)
+  from_erfc = tf.math.log(tf.math.erfc(near * -math.sqrt(.5))) - math.log(2.)
+  inverse_square = 1. / tf.square(far)
+  series = (-.5 * tf.square(far) - tf.math.log(-far)
+            - .5 * math.log(2 * math.pi)
+            + tf.math.log1p(inverse_square * (3. * inverse_square - 1.)))
+  return tf.where(x > tail, from_erfc, series)
+
+
 class GaussianConditional(EntropyLayer):
   """A latent coded with per-element Gaussians N(μ, σ²) and an optional Δ.
 
@@ -245,8 +271,12 @@ class GaussianConditional(EntropyLayer):
   def bits(self, v, log_scale, delta, kind, coding_axes=(1, 2, 3)):
     """Bits of a normalised latent `v` (integers if kind is DISCRETE)."""
     indexes = self.indexes(log_scale, delta, kind == quantization.DISCRETE)
-    return self._bits(tfc.NoisyNormal(loc=0., scale=self._scale(indexes)), v,
-                      kind, coding_axes)
+    scale = self._scale(indexes)
+    if kind == quantization.SOFT_ROUNDED:
+      return self._bits(tfc.NoisyNormal(loc=0., scale=scale), v, kind,
+                        coding_axes)
+    return -tf.reduce_sum(noisy_normal_log_prob(v, scale),
+                          axis=coding_axes) / LOG2
 
   def round(self, v, log_scale, delta):
     """round(v), within the coding tables' range once they are built: the

@@ -85,6 +85,16 @@ class SignalConv2D(exact.Layer, tfc.SignalConv2D):
     super().build(input_shape)
 
   @property
+  def _flipped(self):
+    """A convolution without upsampling: tfc flips the kernel and
+    correlates, flipping with a negative-stride slice whose gradient is as
+    slow as a strided slice's (see `_up_transposed`)."""
+    return (not self.corr and self.strides_up == (1, 1)
+            and self.strides_down == (1, 1) and self.padding == "same_zeros"
+            and self.data_format == "channels_last"
+            and all(k % 2 for k in self.kernel_support))
+
+  @property
   def _fast_up(self):
     return (not self.corr and not self.channel_separable
             and self.strides_up == (2, 2) and self.strides_down == (1, 1)
@@ -105,7 +115,10 @@ class SignalConv2D(exact.Layer, tfc.SignalConv2D):
         padded, tf.transpose(self.kernel, (0, 1, 3, 2)),
         [shape[0], 2 * shape[1] + 2, 2 * shape[2] + 2, self.filters],
         strides=2, padding="SAME")
-    return outputs[:, 1:2 * shape[1] + 1, 1:2 * shape[2] + 1, :]
+    # tf.slice, not [1:-1]: a strided slice's gradient is 30x slower in
+    # bfloat16 (measured: 24 ms against 0.7 on [8, 66, 66, 128]).
+    return tf.slice(outputs, [0, 1, 1, 0],
+                    [-1, 2 * shape[1], 2 * shape[2], -1])
 
   def _up_sub_pixel(self, inputs):
     # One 3x3 correlation per output phase r = (r_y, r_x), stacked along
@@ -156,9 +169,13 @@ class SignalConv2D(exact.Layer, tfc.SignalConv2D):
     return self._call(inputs)
 
   def _call(self, inputs):
-    if not self._fast_up:
+    if self._flipped:
+      # Zero padding of (k - 1) / 2 on each side, as tfc's same_zeros.
+      outputs = tf.nn.conv2d(inputs, tf.reverse(self.kernel, [0, 1]), 1,
+                             "SAME")
+    elif not self._fast_up:
       return super().call(inputs)
-    if self.filters >= self.MIN_TRANSPOSED_FILTERS:
+    elif self.filters >= self.MIN_TRANSPOSED_FILTERS:
       outputs = self._up_transposed(inputs)
     else:
       outputs = self._up_sub_pixel(inputs)
