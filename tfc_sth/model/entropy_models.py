@@ -9,7 +9,8 @@ optionally with a SAUN step Δ (see `saun.py`).
 Rates are evaluated here, from tfc's distributions (the Gaussian's directly,
 for speed: `noisy_normal_log_prob`), at the value the quantization mode
 chooses (`quantization.perturb`): that is what lets context models supply
-their own noise, and `anneal` evaluate the soft-rounded density. The tfc entropy models are used for what only they do: computing range
+their own noise, and `anneal` evaluate the soft-rounded density. The tfc
+entropy models are used for what only they do: computing range
 coding tables, once, by `build_tables()` just before export; the tables then
 live in the SavedModel as variables (`RangeTables`) so that encoder and
 decoder use identical integers. Coding itself drives tfc's range coder ops
@@ -199,7 +200,7 @@ class FactorizedPrior(EntropyLayer):
 def noisy_normal_log_prob(v, scale):
   """log p(v) of N(0, scale²) convolved with U(-½, ½): log(Φ((v + ½)/σ) -
   Φ((v - ½)/σ)), what tfc's `NoisyNormal(0, σ).log_prob` gives, in a third
-  of its time (a training step spent 12% of its time there). The density
+  of its time (a training step spent 10% of its time there). The density
   is even, so both points are taken left of the mean, where log Φ is
   precise, and tfc's choice between log Φ and log(1 - Φ) is not needed."""
   left = -tf.abs(v)
