@@ -391,7 +391,6 @@ def test_commands_without_arguments_refuse_them(command, capsys):
   assert "unexpected arguments: extra" in capsys.readouterr().err
 
 
-
 def test_bfloat16_of_a_model_without_it_is_a_one_line_error(
     photo, tmp_path, models_env, monkeypatch, capsys):
   from tfc_sth.runtime import codec  # pylint: disable=g-import-not-at-top

@@ -57,17 +57,15 @@ def op_seconds(logdir):
 def main(steps=5, phase="soft"):
   config = trainer.TrainConfig(mixed_precision=True)
   model, _ = trainer.build(config)
-  patches = tf.data.Dataset.from_tensors(tf.random.stateless_uniform(
-      (config.batch_size, config.patch_size, config.patch_size, 3),
-      (0, 0))).repeat()
+  patches = bench.random_patches(config.batch_size, config.patch_size)
   # The schedule's phase, long enough for warm-up and the profiled steps.
   first = 0 if phase == "hard" else 100
   timing = schedule.PhaseSchedule(schedule.phases_for(
       "sth", first, 100, config.mixed_precision))
-  bench._fit_times(model, patches, 3, [timing])  # pylint: disable=protected-access
+  bench.fit_times(model, patches, 3, [timing])
   with tempfile.TemporaryDirectory() as logdir:
     tf.profiler.experimental.start(logdir)
-    wall = bench._fit_times(model, patches, steps, [timing])  # pylint: disable=protected-access
+    wall = bench.fit_times(model, patches, steps, [timing])
     tf.profiler.experimental.stop()
     seconds = op_seconds(logdir)
   kinds = collections.Counter()

@@ -89,7 +89,14 @@ class _StepTimes(tf.keras.callbacks.Callback):
     self.seconds.append(time.perf_counter() - self._start)
 
 
-def _fit_times(model, patches, steps, callbacks=()):
+def random_patches(batch_size, patch_size, seed=0, maxval=1.):
+  """One batch of uniform random patches, repeated: timing needs no data."""
+  return tf.data.Dataset.from_tensors(tf.random.stateless_uniform(
+      (batch_size, patch_size, patch_size, 3), (seed, 0), 0, maxval)).repeat()
+
+
+def fit_times(model, patches, steps, callbacks=()):
+  """Seconds of each of `steps` training steps of Keras `fit`."""
   times = _StepTimes()
   model.fit(patches, epochs=1, steps_per_epoch=steps, verbose=0,
             callbacks=[*callbacks, times])
@@ -107,11 +114,9 @@ def training(config, steps=10, warm_up=3):
   """
   from tfc_sth.training import trainer  # pylint: disable=g-import-not-at-top
   model, _ = trainer.build(config)
-  shape = (config.batch_size, config.patch_size, config.patch_size, 3)
-  patches = tf.data.Dataset.from_tensors(
-      tf.random.stateless_uniform(shape, (config.seed, 0))).repeat()
+  patches = random_patches(config.batch_size, config.patch_size, config.seed)
   per_phase = warm_up + steps
-  seconds = _fit_times(model, patches, 2 * per_phase, [
+  seconds = fit_times(model, patches, 2 * per_phase, [
       schedule.PhaseSchedule(schedule.phases_for(
           "sth", per_phase, per_phase, config.mixed_precision))])
   megapixels = config.batch_size * config.patch_size ** 2 / 1e6
@@ -129,9 +134,8 @@ def peer_training(peers_dir, batch_size, patch_size, steps=10, warm_up=3):
     del sys.path[0]
   model = tfc_bmshj2018.BMSHJ2018Model(0.01, 128, 64, .11, 256.)
   model.compile(optimizer=tf.keras.optimizers.Adam(1e-4))
-  patches = tf.data.Dataset.from_tensors(tf.random.stateless_uniform(
-      (batch_size, patch_size, patch_size, 3), (0, 0), 0, 255)).repeat()
-  seconds = _fit_times(model, patches, warm_up + steps)
+  patches = random_patches(batch_size, patch_size, maxval=255.)
+  seconds = fit_times(model, patches, warm_up + steps)
   return _spread(seconds[warm_up:], batch_size * patch_size ** 2 / 1e6)
 
 
