@@ -267,15 +267,15 @@ class Codec:
                            context_rows.stop)
       for cols, context_cols in self._spans(slice(0, band.shape[2]),
                                             band.shape[2]):
-        tile = self._synthesize_tile(latents=band[
-            :, _within(context_rows, band_rows), context_cols])["image"]
+        latents = band[:, _within(context_rows, band_rows), context_cols]
+        tile = self._synthesize_tile(latents=latents)["image"].numpy()
         inside = [slice(s.start * self.factor, min(s.stop * self.factor, n))
                   for s, n in zip((rows, cols), (height, width))]
         if inside[0].start < height and inside[1].start < width:
           pixels[inside[0].start - top:inside[0].stop - top,
                  inside[1]] = tile[
                      _within(inside[0], context_rows, self.factor),
-                     _within(inside[1], context_cols, self.factor)].numpy()
+                     _within(inside[1], context_cols, self.factor)]
     return pixels
 
   def _coding_tiles(self, height, width, tile):
@@ -312,6 +312,8 @@ class Codec:
       raise bitstream.BitstreamError(
           "corrupted payload (symbol checksum mismatch)")
 
+    # Latents as numpy arrays: slicing them is free, where each TensorFlow
+    # slice or concat is an op dispatched eagerly (about 1 ms a decode).
     def decode_row(i):
       tiles = []
       for j, cols in enumerate(tile_cols):
@@ -322,8 +324,8 @@ class Codec:
               quality=tf.constant(header.quality, tf.float32),
               checksum=tf.constant(np.frombuffer(checksums[k], np.uint8)),
               **{n: strings[n][k:k + 1] for n in self.string_names}
-          )["latents"])
-      return tf.concat(tiles, 2)
+          )["latents"].numpy())
+      return np.concatenate(tiles, 2)
 
     return self._synthesize_rows(header, tile_rows, decode_row)
 
@@ -340,7 +342,7 @@ class Codec:
         parts.append(below[:, :self.halo])
       start = rows.start - (self.halo if above is not None else 0)
       yield self._synthesize(
-          tf.concat(parts, 1),
+          np.concatenate(parts, 1),
           slice(start, start + sum(p.shape[1] for p in parts)), rows,
           header.height, header.width)
       above, current = current, below
