@@ -138,8 +138,12 @@ class SignalConv2D(exact.Layer, tfc.SignalConv2D):
     kernel = tf.transpose(kernel, (1, 3, 4, 0, 2, 5))
     shape = tf.shape(kernel)
     kernel = tf.reshape(kernel, [3, 3, shape[2], 4 * self.filters])
-    return tf.nn.depth_to_space(
-        tf.nn.conv2d(inputs, kernel, strides=1, padding="SAME"), 2)
+    outputs = tf.nn.conv2d(inputs, kernel, strides=1, padding="SAME")
+    if self.use_bias:
+      # Per phase, before depth_to_space: oneDNN then fuses it into the
+      # convolution (measured: a separate bias add was 1% of a decode).
+      outputs = tf.nn.bias_add(outputs, tf.tile(self.bias, [4]))
+    return tf.nn.depth_to_space(outputs, 2)
 
   def _correlate_down_explicit(self, inputs, kernel, padding):
     # oneDNN has no bfloat16 kernel for explicitly padded convolutions, and
@@ -178,9 +182,12 @@ class SignalConv2D(exact.Layer, tfc.SignalConv2D):
     elif self.filters >= self.MIN_TRANSPOSED_FILTERS:
       outputs = self._up_transposed(inputs)
     else:
-      outputs = self._up_sub_pixel(inputs)
+      return self._activated(self._up_sub_pixel(inputs))
     if self.use_bias:
       outputs = tf.nn.bias_add(outputs, self.bias)
+    return self._activated(outputs)
+
+  def _activated(self, outputs):
     if self.activation is not None:
       outputs = self.activation(outputs)
     return outputs
