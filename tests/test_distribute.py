@@ -67,7 +67,8 @@ def _close_csv(a, b):
   rows = [np.array([[float(v) for i, v in enumerate(line.split(","))
                      if i != 1] for line in text.strip().split("\n")[1:]])
           for text in (a, b)]
-  return rows[0].shape == rows[1].shape and np.allclose(*rows, rtol=TRAJECTORY_RTOL)
+  return rows[0].shape == rows[1].shape and np.allclose(
+      *rows, rtol=TRAJECTORY_RTOL)
 
 
 def _free_ports(count):
