@@ -1,7 +1,8 @@
 """Decoding gives the encoder's latents on any thread count and x86 ISA.
 
 Full-width models (N=128, M=192) of every architecture, and the shipped
-ladder, code a full-size photo in a process with one intra-op thread; the
+ladder at every level, code a full-size photo in a process with one
+intra-op thread; the
 file is decoded again with one thread, with two, and with two on oneDNN's
 AVX2 kernels (an older CPU's). A decode that succeeds has passed the symbol
 checksum: its latents are the encoder's, bit for bit. Each decode runs
@@ -34,7 +35,7 @@ SAMPLE = os.path.join(REPO_ROOT, "samples", "avenches.png")
 # weights 50.6 dB and 3).
 BFLOAT16_MIN_PSNR = 48.
 BFLOAT16_MAX_DIFFERENCE = 4
-SHIPPED = "shipped ladder"
+SHIPPED = "shipped ladder"  # At its default level; "shipped ladder q<Q>".
 SETTINGS = {  # tag: environment
     "encoder": dict(TF_NUM_INTRAOP_THREADS="1"),
     "one_thread": dict(TF_NUM_INTRAOP_THREADS="1"),
@@ -80,12 +81,19 @@ def decodes(tmp_path_factory):
   models.append(pretrained.resolve())
   runs = {tag: _run("encode" if tag == "encoder" else "decode", tag, root,
                     models) for tag in SETTINGS}
+  default = export.default_quality(runs["encoder"]["levels"][-1])
+  coded = {}  # Label: (model index, level).
+  for i, (name, levels) in enumerate(zip(names, runs["encoder"]["levels"])):
+    for quality in range(1, levels + 1):
+      label = name if levels == 1 or (
+          name == SHIPPED and quality == default) else f"{name} q{quality}"
+      coded[label] = (i, quality)
   pixels = {tag: {precision: {
-      name: np.load(root / f"{i}.{tag}.{precision}.npy")
-      for i, name in enumerate(names)}
+      label: np.load(root / f"{i}.{quality}.{tag}.{precision}.npy")
+      for label, (i, quality) in coded.items()}
                   for precision in {codec.FLOAT32, run["precision"]}}
             for tag, run in runs.items()}
-  return runs, pixels, names
+  return runs, pixels, list(coded)
 
 
 @pytest.mark.parametrize("tag", ["one_thread", "two_threads", "avx2"])
