@@ -32,16 +32,17 @@ def _ladder(**kwargs):
 
 # Δ per level.
 
-def test_log_delta_at_reads_integer_levels_exactly_and_interpolates():
+def test_at_level_reads_integer_levels_exactly_and_interpolates():
   table = tf.constant([[0., 1.], [2., -3.], [4., 5.]])
-  np.testing.assert_array_equal(saun.log_delta_at(table, 1), [2., -3.])
-  np.testing.assert_array_equal(saun.log_delta_at(table, 2.), [4., 5.])
-  np.testing.assert_allclose(saun.log_delta_at(table, 0.25), [.5, 0.])
-  np.testing.assert_allclose(saun.log_delta_at(table, 1.5), [3., 1.])
-  # Beyond the ends: the end rows; one level per example: one row each.
-  np.testing.assert_array_equal(saun.log_delta_at(table, 7.), [4., 5.])
+  np.testing.assert_array_equal(saun.at_level(table, 1), [2., -3.])
+  np.testing.assert_array_equal(saun.at_level(table, 2.), [4., 5.])
+  np.testing.assert_allclose(saun.at_level(table, 0.25), [.5, 0.])
+  np.testing.assert_allclose(saun.at_level(table, 1.5), [3., 1.])
+  # Beyond the ends: the end rows; one level per example: one row each,
+  # shaped to broadcast against latents [B, H, W, channels].
+  np.testing.assert_array_equal(saun.at_level(table, 7.), [4., 5.])
   np.testing.assert_array_equal(
-      saun.log_delta_at(table, tf.constant([2, 0])), [[4., 5.], [0., 1.]])
+      saun.at_level(table, tf.constant([2, 0])), [[[[4., 5.]]], [[[0., 1.]]]])
 
 
 def test_initial_steps_follow_lambda_to_the_minus_one_half():
@@ -255,19 +256,100 @@ def test_evaluate_draws_one_curve_per_ladder(tiny_ladder_dir, tmp_path,
 
 
 def test_a_ladder_seeds_a_ladder_with_other_lmbdas(tmp_path):
-  source = _ladder()
+  source = _ladder(decoder_gain=True)
   table = np.arange(36, dtype=np.float32).reshape(3, 12) / 10
   source.latent_codec.log_delta.assign(table)
+  source.log_decoder_gain.assign(-table)
   export.export(source, str(tmp_path / "source"))
   low, middle, high = LMBDAS
   # Below the range by 4x, halfway (in log λ) between two levels, a level,
   # above the range by 9x.
   lmbdas = [low / 4, math.sqrt(low * middle), high, high * 9]
   target = architectures.CompressionModel(
-      num_filters=8, latent_channels=12, delta_mode="channel", lmbdas=lmbdas)
+      num_filters=8, latent_channels=12, delta_mode="channel", lmbdas=lmbdas,
+      decoder_gain=True)
   target.create_variables()
   export.import_weights(target, str(tmp_path / "source"))
   expected = [table[0] + math.log(2), (table[0] + table[1]) / 2, table[2],
               table[2] - math.log(3)]
   np.testing.assert_allclose(target.latent_codec.log_delta.numpy(), expected,
                              atol=1e-5)
+  # The gain follows no high-rate law: beyond the range, the nearest level's.
+  np.testing.assert_allclose(
+      target.log_decoder_gain.numpy(),
+      -np.stack([table[0], (table[0] + table[1]) / 2, table[2], table[2]]),
+      atol=1e-5)
+
+
+# The decoder gain.
+
+def _gained_ladder(trained_from=None):
+  model = _ladder(decoder_gain=True)
+  if trained_from:
+    export.import_weights(model, trained_from)
+  rng = np.random.default_rng(1)
+  model.log_decoder_gain.assign(rng.uniform(-.7, .7, (3, 12)))
+  return model
+
+
+def test_the_decoder_gain_scales_what_the_synthesis_sees():
+  model = _gained_ladder()
+  gain = np.exp(model.log_decoder_gain.numpy())
+  y_hat = tf.random.stateless_normal((2, 3, 5, 12), seed=(1, 2))
+  for level, row in [(0, gain[0]), (2, gain[2]),
+                     (1.25, gain[1] ** .75 * gain[2] ** .25)]:
+    np.testing.assert_allclose(model.synthesis_input(y_hat, level),
+                               y_hat * row, rtol=1e-6)
+  per_example = model.synthesis_input(y_hat, tf.constant([2, 0]))
+  np.testing.assert_allclose(per_example, y_hat * gain[[2, 0], None, None],
+                             rtol=1e-6)
+
+
+def test_a_decoder_gain_needs_a_ladder():
+  with pytest.raises(ValueError, match="needs a ladder"):
+    architectures.CompressionModel(
+        num_filters=8, latent_channels=12, delta_mode="channel", lmbda=0.01,
+        decoder_gain=True)
+
+
+def test_an_exported_decoder_gain_decodes_what_the_model_reconstructs(
+    tmp_path, smooth_image):
+  model = _gained_ladder()
+  log_gain = model.log_decoder_gain.numpy()
+  export.export(model, str(tmp_path / "gained"))
+  model.log_decoder_gain.assign(tf.zeros((3, 12)))
+  export.export(model, str(tmp_path / "plain"))
+  gained, plain = (codec.Codec(str(tmp_path / name), codec.FLOAT32)
+                   for name in ("gained", "plain"))
+  image = smooth_image(64, 64, seed=5)
+  for quality in (1, 2.5, 3):
+    coded = gained.module.signatures["compress"](
+        image=tf.constant(image), quality=tf.constant(quality, tf.float32))
+    # The same encoder, so the same symbols: the gain is the decoder's.
+    assert coded["y_string"].numpy() == plain.module.signatures["compress"](
+        image=tf.constant(image), quality=tf.constant(quality, tf.float32)
+    )["y_string"].numpy()
+    latents = [c.module.signatures["decompress_latents"](**coded)["latents"]
+               for c in (gained, plain)]
+    row = [np.interp(quality - 1, [0, 1, 2], log_gain[:, c])
+           for c in range(12)]
+    np.testing.assert_allclose(latents[0], latents[1] * np.exp(row),
+                               rtol=1e-5)
+    decoded, _ = gained.decompress(gained.compress(image, quality=quality))
+    np.testing.assert_array_equal(decoded,
+                                  gained.reconstruct(image, quality)[0])
+
+
+def test_an_export_without_a_gain_seeds_one_at_unit_gain(
+    tiny_ladder_dir, ladder, smooth_image):
+  config = trainer.TrainConfig(
+      num_filters=8, latent_channels=12, delta_mode="channel", qualities=3,
+      lmbda_min=0.002, lmbda=0.05, decoder_gain=True)
+  model, _ = trainer.build(config)
+  export.import_weights(model, str(tiny_ladder_dir))
+  np.testing.assert_array_equal(model.log_decoder_gain.numpy(), 0.)
+  image = smooth_image(64, 64, seed=8)
+  x_hat, _ = model(tf.constant(image[None] / 255., tf.float32), level=2)
+  expected, _ = ladder.reconstruct(image, 3)
+  # As the export decodes, up to the RDFT's float rounding.
+  assert np.abs(np.round(np.clip(x_hat[0], 0, 1) * 255) - expected).max() <= 1

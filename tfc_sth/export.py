@@ -16,7 +16,9 @@ The exported module needs only tensorflow and tensorflow_compression to load
 - `model_info()` -> {"model_id", "architecture", "config"} (strings) and
   {"qualities", "default_quality", ...} (int32);
 - `analyze`, `compress_latents`, `decompress_latents`, `synthesize`: the
-  same coding in pieces, for tiles (`codec.py`), and `analyze_bfloat16`,
+  same coding in pieces, for tiles (`codec.py`); `decompress_latents` hands
+  `synthesize` ŷ times the level's decoder gain where the model has one
+  (otherwise ŷ); `analyze_bfloat16`,
   `synthesize_bfloat16`: the transforms computing in bfloat16.
 
 `checksum` is a fingerprint (FarmHash64) of every integer symbol coded, the
@@ -131,9 +133,10 @@ def import_weights(model, directory):
 
   The inverse of `inference_copy`: plain kernels go back into the model's
   kernel parameterisation. The architecture must match; the λs need not:
-  a per-channel log Δ is carried to the model's λs by
+  a per-channel log Δ (and a decoder gain) is carried to the model's λs by
   `saun.resample_log_delta`, so a single-rate export seeds a ladder and a
-  ladder seeds a wider or finer one.
+  ladder seeds a wider or finer one. A model with a decoder gain may start
+  from an export without one: its gain starts at 1.
   """
   with open(os.path.join(directory, pretrained.INFO_FILE)) as f:
     config = dict(json.load(f)["config"], kernel_parameter="variable")
@@ -149,6 +152,10 @@ def import_weights(model, directory):
     # Tracked under the same name, so it is what the copy below reads.
     codec.log_delta = tf.Variable(
         table if model.qualities > 1 else table[0])
+  if source.lmbdas != model.lmbdas and source.decoder_gain:
+    source.log_decoder_gain = tf.Variable(saun.resample_log_delta(
+        source.log_decoder_gain.numpy(), source.lmbdas, model.lmbdas,
+        high_rate_law=False))
   _copy_variables(source, model)
   for plain, target in zip(_convs(source), _convs(model), strict=True):
     parameter = target.kernel_parameter
@@ -234,12 +241,14 @@ class ExportedCodec(tf.Module):
                 checksum=symbol_checksum(symbols, image_shape, quality))
 
   def _decode_latents(self, image_shape, quality, checksum, strings):
+    """The input of g_s, once the symbols' checksum matched."""
+    level = self._level(quality)
     y_hat, symbols = self.model.latent_codec.decompress(
-        strings, self._latent_shape(image_shape), self._level(quality))
+        strings, self._latent_shape(image_shape), level)
     with tf.control_dependencies([tf.debugging.assert_equal(
         symbol_checksum(symbols, image_shape, quality), checksum,
         message="symbol checksum mismatch")]):
-      return tf.identity(y_hat)
+      return self.model.synthesis_input(tf.identity(y_hat), level)
 
   @tf.function(input_signature=[tf.TensorSpec([None, None, 3], tf.uint8),
                                 tf.TensorSpec([], tf.float32)])

@@ -158,13 +158,17 @@ class CompressionModel(tf.keras.Model):
   rate ladder: the latent codec learns a per-channel step Δ_q per level
   (SAUN), training draws a level for every example and weighs its
   distortion by that level's λ, and coding takes the level as an input.
+  With `decoder_gain`, the decoder also learns a per-channel gain γ_q for
+  each level, applied to ŷ before g_s (log γ is interpolated at fractional
+  levels like log Δ): what g_s sees of a coarse level need not be scaled
+  like a fine one.
   """
 
   # Downsampling of every analysis transform here (four stride-2 stages).
   analysis_downsampling = 16
 
   def __init__(self, architecture="mean_scale_hyperprior", lmbda=0.01,
-               lmbdas=None, **architecture_kwargs):
+               lmbdas=None, decoder_gain=False, **architecture_kwargs):
     super().__init__()
     if architecture not in ARCHITECTURES:
       raise ValueError(
@@ -187,6 +191,14 @@ class CompressionModel(tf.keras.Model):
       self.latent_codec.log_delta.assign(tf.tile(
           tf.constant(log_delta)[:, None],
           [1, self.latent_codec.latent_channels]))
+    self.decoder_gain = bool(decoder_gain)
+    if self.decoder_gain:
+      if self.qualities == 1:
+        raise ValueError("A decoder gain is per quality level: it needs a "
+                         "ladder (more than one λ).")
+      self.log_decoder_gain = self.add_weight(
+          name="log_decoder_gain", initializer="zeros",
+          shape=(self.qualities, self.latent_codec.latent_channels))
     self.downsampling = (
         self.analysis_downsampling * self.latent_codec.downsampling)
     self.phase = tf.Variable(0, trainable=False, dtype=tf.int64, name="phase")
@@ -242,8 +254,15 @@ class CompressionModel(tf.keras.Model):
       level = self.qualities // 2  # The middle, as e.g. Keras traces call.
     y = tf.cast(self.analysis(x), tf.float32)
     y_hat, bits = self.latent_codec(y, training=training, level=level)
-    x_hat = tf.cast(self.synthesis(y_hat), tf.float32)
+    x_hat = tf.cast(self.synthesis(self.synthesis_input(y_hat, level)),
+                    tf.float32)
     return x_hat, bits
+
+  def synthesis_input(self, y_hat, level):
+    """ŷ times the decoder gain at `level` (a scalar or one per example)."""
+    if not self.decoder_gain:
+      return y_hat
+    return y_hat * tf.exp(saun.at_level(self.log_decoder_gain, level))
 
   def create_variables(self):
     """Builds every layer with one call on a small blank image."""
@@ -301,8 +320,10 @@ class CompressionModel(tf.keras.Model):
         *(tf.reduce_mean(values) for values in zip(*results)))
 
   def get_config(self):
+    # Only when set, so that configs from before it existed are unchanged.
+    gain = dict(decoder_gain=True) if self.decoder_gain else {}
     return dict(architecture=self.architecture, lmbdas=list(self.lmbdas),
-                **self.architecture_kwargs)
+                **gain, **self.architecture_kwargs)
 
   @classmethod
   def from_config(cls, config):

@@ -115,10 +115,7 @@ class LatentCodec(tf.keras.layers.Layer):
       return saun.delta_from_log(self.log_delta)
     if level is None:
       raise ValueError("A codec with a quality ladder needs a level.")
-    log_delta = saun.log_delta_at(self.log_delta, level)
-    if log_delta.shape.rank == 2:  # One level per example.
-      log_delta = log_delta[:, None, None, :]
-    return saun.delta_from_log(log_delta)
+    return saun.delta_from_log(saun.at_level(self.log_delta, level))
 
 
 class FactorizedLatent(LatentCodec):

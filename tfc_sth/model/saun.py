@@ -51,13 +51,14 @@ def delta_from_log(log_delta):
 
 
 
-def log_delta_at(table, level):
-  """log Δ at a quality level, from a [levels, channels] table of log Δ.
+def at_level(table, level):
+  """A row of a [levels, channels] table (log Δ, log gain) at a quality level.
 
-  `level` counts from 0 and may be fractional: log Δ is then interpolated
+  `level` counts from 0 and may be fractional: the row is then interpolated
   linearly between the two levels around it, which gives rates between
-  theirs. An integer level reads its row exactly. `level` is a scalar or one
-  level per batch element ([B] -> [B, channels]).
+  theirs. An integer level reads its row exactly. `level` is a scalar
+  ([channels]) or one level per batch element ([B, 1, 1, channels], to
+  broadcast against latents).
   """
   last = tf.cast(tf.shape(table)[0] - 1, tf.float32)
   level = tf.clip_by_value(tf.cast(level, tf.float32), 0., last)
@@ -65,16 +66,18 @@ def log_delta_at(table, level):
   weight = (level - low)[..., None]
   low = tf.cast(low, tf.int32)
   high = tf.minimum(low + 1, tf.cast(last, tf.int32))
-  return (tf.gather(table, low) * (1. - weight)
-          + tf.gather(table, high) * weight)
+  row = tf.gather(table, low) * (1. - weight) + tf.gather(table, high) * weight
+  return row[:, None, None, :] if row.shape.rank == 2 else row
 
 
-def resample_log_delta(table, lmbdas, new_lmbdas):
+def resample_log_delta(table, lmbdas, new_lmbdas, high_rate_law=True):
   """A [levels, channels] table of log Δ for a ladder's λs, from another's.
 
   Between the source's λs, log Δ is interpolated linearly in log λ; beyond
-  them it follows the high-rate law Δ ∝ λ^(-1/2) from the nearest level. A
-  single-rate table ([channels]) is a ladder of one level.
+  them it follows the high-rate law Δ ∝ λ^(-1/2) from the nearest level
+  (without `high_rate_law`, for other per-level tables such as a decoder
+  gain, it is the nearest level's). A single-rate table ([channels]) is a
+  ladder of one level.
   """
   table = np.reshape(table, (len(lmbdas), -1))
   source = np.log(lmbdas)
@@ -86,5 +89,6 @@ def resample_log_delta(table, lmbdas, new_lmbdas):
       weight = (lmbda - source[high - 1]) / (source[high] - source[high - 1])
       rows.append((1 - weight) * table[high - 1] + weight * table[high])
     else:
-      rows.append(table[nearest] + (source[nearest] - lmbda) / 2)
+      law = (source[nearest] - lmbda) / 2 if high_rate_law else 0.
+      rows.append(table[nearest] + law)
   return np.stack(rows).astype(np.float32)

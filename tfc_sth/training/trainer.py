@@ -76,6 +76,9 @@ class TrainConfig:
   lmbda_min: Optional[float] = _field(
       None, "λ of the lowest quality level (with --qualities > 1); the "
       "levels' λ are spaced geometrically.")
+  decoder_gain: bool = _field(
+      False, "With --qualities > 1: a per-channel gain per level on ŷ "
+      "before the synthesis, learnt by the decoder.")
   strategy: str = _field(
       "sth", "How to train: noise (AUN), ste, mixed, anneal (soft rounding, "
       "temperature raised over the run), or sth (soft then hard).",
@@ -118,7 +121,7 @@ class TrainConfig:
 
   MODEL_FIELDS = ("model", "num_filters", "latent_channels", "delta_mode",
                   "kernel_parameter", "architecture_options", "qualities",
-                  "strategy")
+                  "decoder_gain", "strategy")
   # Warm-up of a run that starts from an exported model's weights with a
   # fresh optimizer (Adam's first moments are poor estimates).
   EXPORT_WARMUP_STEPS = 500
@@ -169,7 +172,7 @@ class TrainConfig:
           self.model, lmbdas=self.lmbdas(), num_filters=self.num_filters,
           latent_channels=self.latent_channels, delta_mode=self.delta_mode,
           kernel_parameter=self.kernel_parameter,
-          **self.architecture_options)
+          decoder_gain=self.decoder_gain, **self.architecture_options)
     except ValueError as e:
       raise ConfigError(str(e)) from None
 
