@@ -259,7 +259,7 @@ def test_a_ladder_seeds_a_ladder_with_other_lmbdas(tmp_path):
   source = _ladder(decoder_gain=True)
   table = np.arange(36, dtype=np.float32).reshape(3, 12) / 10
   source.latent_codec.log_delta.assign(table)
-  source.log_decoder_gain.assign(-table)
+  source.decoder_gain_weight.assign(-table)
   export.export(source, str(tmp_path / "source"))
   low, middle, high = LMBDAS
   # Below the range by 4x, halfway (in log λ) between two levels, a level,
@@ -276,7 +276,7 @@ def test_a_ladder_seeds_a_ladder_with_other_lmbdas(tmp_path):
                              atol=1e-5)
   # The gain follows no high-rate law: beyond the range, the nearest level's.
   np.testing.assert_allclose(
-      target.log_decoder_gain.numpy(),
+      target.decoder_gain_weight.numpy(),
       -np.stack([table[0], (table[0] + table[1]) / 2, table[2], table[2]]),
       atol=1e-5)
 
@@ -288,13 +288,13 @@ def _gained_ladder(trained_from=None):
   if trained_from:
     export.import_weights(model, trained_from)
   rng = np.random.default_rng(1)
-  model.log_decoder_gain.assign(rng.uniform(-.7, .7, (3, 12)))
+  model.decoder_gain_weight.assign(rng.uniform(-.07, .07, (3, 12)))
   return model
 
 
 def test_the_decoder_gain_scales_what_the_synthesis_sees():
   model = _gained_ladder()
-  gain = np.exp(model.log_decoder_gain.numpy())
+  gain = np.exp(10 * model.decoder_gain_weight.numpy())
   y_hat = tf.random.stateless_normal((2, 3, 5, 12), seed=(1, 2))
   for level, row in [(0, gain[0]), (2, gain[2]),
                      (1.25, gain[1] ** .75 * gain[2] ** .25)]:
@@ -315,9 +315,9 @@ def test_a_decoder_gain_needs_a_ladder():
 def test_an_exported_decoder_gain_decodes_what_the_model_reconstructs(
     tmp_path, smooth_image):
   model = _gained_ladder()
-  log_gain = model.log_decoder_gain.numpy()
+  log_gain = 10 * model.decoder_gain_weight.numpy()
   export.export(model, str(tmp_path / "gained"))
-  model.log_decoder_gain.assign(tf.zeros((3, 12)))
+  model.decoder_gain_weight.assign(tf.zeros((3, 12)))
   export.export(model, str(tmp_path / "plain"))
   gained, plain = (codec.Codec(str(tmp_path / name), codec.FLOAT32)
                    for name in ("gained", "plain"))
@@ -347,7 +347,7 @@ def test_an_export_without_a_gain_seeds_one_at_unit_gain(
       lmbda_min=0.002, lmbda=0.05, decoder_gain=True)
   model, _ = trainer.build(config)
   export.import_weights(model, str(tiny_ladder_dir))
-  np.testing.assert_array_equal(model.log_decoder_gain.numpy(), 0.)
+  np.testing.assert_array_equal(model.decoder_gain_weight.numpy(), 0.)
   image = smooth_image(64, 64, seed=8)
   x_hat, _ = model(tf.constant(image[None] / 255., tf.float32), level=2)
   expected, _ = ladder.reconstruct(image, 3)

@@ -153,8 +153,8 @@ def import_weights(model, directory):
     codec.log_delta = tf.Variable(
         table if model.qualities > 1 else table[0])
   if source.lmbdas != model.lmbdas and source.decoder_gain:
-    source.log_decoder_gain = tf.Variable(saun.resample_log_delta(
-        source.log_decoder_gain.numpy(), source.lmbdas, model.lmbdas,
+    source.decoder_gain_weight = tf.Variable(saun.resample_log_delta(
+        source.decoder_gain_weight.numpy(), source.lmbdas, model.lmbdas,
         high_rate_law=False))
   _copy_variables(source, model)
   for plain, target in zip(_convs(source), _convs(model), strict=True):

@@ -166,6 +166,10 @@ class CompressionModel(tf.keras.Model):
 
   # Downsampling of every analysis transform here (four stride-2 stages).
   analysis_downsampling = 16
+  # log γ = rate x the decoder gain's weight. Adam moves a weight by about
+  # the learning rate per step: at 3e-5, a few thousand steps would move log
+  # γ by hundredths, where it needs tenths.
+  DECODER_GAIN_RATE = 10.
 
   def __init__(self, architecture="mean_scale_hyperprior", lmbda=0.01,
                lmbdas=None, decoder_gain=False, **architecture_kwargs):
@@ -196,8 +200,8 @@ class CompressionModel(tf.keras.Model):
       if self.qualities == 1:
         raise ValueError("A decoder gain is per quality level: it needs a "
                          "ladder (more than one λ).")
-      self.log_decoder_gain = self.add_weight(
-          name="log_decoder_gain", initializer="zeros",
+      self.decoder_gain_weight = self.add_weight(
+          name="decoder_gain_weight", initializer="zeros",
           shape=(self.qualities, self.latent_codec.latent_channels))
     self.downsampling = (
         self.analysis_downsampling * self.latent_codec.downsampling)
@@ -262,7 +266,8 @@ class CompressionModel(tf.keras.Model):
     """ŷ times the decoder gain at `level` (a scalar or one per example)."""
     if not self.decoder_gain:
       return y_hat
-    return y_hat * tf.exp(saun.at_level(self.log_decoder_gain, level))
+    log_gain = self.DECODER_GAIN_RATE * self.decoder_gain_weight
+    return y_hat * tf.exp(saun.at_level(log_gain, level))
 
   def create_variables(self):
     """Builds every layer with one call on a small blank image."""
