@@ -88,10 +88,12 @@ def test_training_starts_from_the_shipped_model(default_codec, photo):
   from tfc_sth import export  # pylint: disable=g-import-not-at-top
   from tfc_sth.training import trainer  # pylint: disable=g-import-not-at-top
   path = pretrained.resolve()
-  lmbdas = pretrained.read_info(path)["config"]["lmbdas"]
+  shipped = pretrained.read_info(path)["config"]
+  lmbdas = shipped["lmbdas"]
   config = trainer.TrainConfig(
       delta_mode="channel", qualities=len(lmbdas), lmbda_min=lmbdas[0],
-      lmbda=lmbdas[-1], init_from=path)
+      lmbda=lmbdas[-1], decoder_gain=shipped.get("decoder_gain", False),
+      init_from=path)
   assert config.init_from_export()
   model, _ = trainer.build(config)
   export.import_weights(model, path)

@@ -340,6 +340,12 @@ def test_an_exported_decoder_gain_decodes_what_the_model_reconstructs(
                                   gained.reconstruct(image, quality)[0])
 
 
+def test_a_decoder_gain_is_not_dropped_silently(tmp_path):
+  export.export(_gained_ladder(), str(tmp_path / "gained"))
+  with pytest.raises(ValueError, match="decoder gain"):
+    export.import_weights(_ladder(), str(tmp_path / "gained"))
+
+
 def test_an_export_without_a_gain_seeds_one_at_unit_gain(
     tiny_ladder_dir, ladder, smooth_image):
   config = trainer.TrainConfig(

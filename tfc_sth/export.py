@@ -141,6 +141,9 @@ def import_weights(model, directory):
   with open(os.path.join(directory, pretrained.INFO_FILE)) as f:
     config = dict(json.load(f)["config"], kernel_parameter="variable")
   source = architectures.CompressionModel.from_config(config)
+  if source.decoder_gain and not model.decoder_gain:
+    raise ValueError(f"{directory} has a decoder gain per level, which "
+                     "this model lacks (--decoder_gain)")
   source.create_variables()
   tf.train.Checkpoint(model=source).read(
       os.path.join(directory, "variables", "variables")

@@ -359,7 +359,10 @@ def train(config, train_dir, export_dir=None, verbose=1, card=None,
   step = schedule.restore(model, os.path.join(train_dir, "checkpoints"))
   if not step and config.init_from_export():
     # Weights only: a fresh optimizer and schedule, with a warm-up.
-    export.import_weights(model, config.init_from)
+    try:
+      export.import_weights(model, config.init_from)
+    except ValueError as e:
+      raise ConfigError(f"--init_from: {e}") from None
   elif not step and config.init_from:
     # A branch: weights, optimizer state and step count of another run.
     step = schedule.restore(model, config.init_from, required=True)
