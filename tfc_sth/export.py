@@ -134,7 +134,7 @@ def import_weights(model, directory):
   The inverse of `inference_copy`: plain kernels go back into the model's
   kernel parameterisation. The architecture must match; the λs need not:
   a per-channel log Δ (and a decoder gain) is carried to the model's λs by
-  `saun.resample_log_delta`, so a single-rate export seeds a ladder and a
+  `saun.resample_levels`, so a single-rate export seeds a ladder and a
   ladder seeds a wider or finer one. A model with a decoder gain may start
   from an export without one: its gain starts at 1.
   """
@@ -150,13 +150,13 @@ def import_weights(model, directory):
   ).assert_existing_objects_matched().expect_partial()
   codec = source.latent_codec
   if source.lmbdas != model.lmbdas and hasattr(codec, "log_delta"):
-    table = saun.resample_log_delta(
+    table = saun.resample_levels(
         codec.log_delta.numpy(), source.lmbdas, model.lmbdas)
     # Tracked under the same name, so it is what the copy below reads.
     codec.log_delta = tf.Variable(
         table if model.qualities > 1 else table[0])
   if source.lmbdas != model.lmbdas and source.decoder_gain:
-    source.decoder_gain_weight = tf.Variable(saun.resample_log_delta(
+    source.decoder_gain_weight = tf.Variable(saun.resample_levels(
         source.decoder_gain_weight.numpy(), source.lmbdas, model.lmbdas,
         high_rate_law=False))
   _copy_variables(source, model)

@@ -70,14 +70,14 @@ def at_level(table, level):
   return row[:, None, None, :] if row.shape.rank == 2 else row
 
 
-def resample_log_delta(table, lmbdas, new_lmbdas, high_rate_law=True):
-  """A [levels, channels] table of log Δ for a ladder's λs, from another's.
+def resample_levels(table, lmbdas, new_lmbdas, high_rate_law=True):
+  """A [levels, channels] table (log Δ, log gain) for a ladder's λs, from
+  another ladder's.
 
-  Between the source's λs, log Δ is interpolated linearly in log λ; beyond
-  them it follows the high-rate law Δ ∝ λ^(-1/2) from the nearest level
-  (without `high_rate_law`, for other per-level tables such as a decoder
-  gain, it is the nearest level's). A single-rate table ([channels]) is a
-  ladder of one level.
+  Between the source's λs, rows are interpolated linearly in log λ. Beyond
+  them, log Δ follows the high-rate law Δ ∝ λ^(-1/2) from the nearest level;
+  without `high_rate_law` (a gain), the row is the nearest level's. A
+  single-rate table ([channels]) is a ladder of one level.
   """
   table = np.reshape(table, (len(lmbdas), -1))
   source = np.log(lmbdas)
