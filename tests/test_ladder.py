@@ -283,10 +283,8 @@ def test_a_ladder_seeds_a_ladder_with_other_lmbdas(tmp_path):
 
 # The decoder gain.
 
-def _gained_ladder(trained_from=None):
+def _gained_ladder():
   model = _ladder(decoder_gain=True)
-  if trained_from:
-    export.import_weights(model, trained_from)
   rng = np.random.default_rng(1)
   model.decoder_gain_weight.assign(rng.uniform(-.07, .07, (3, 12)))
   return model
