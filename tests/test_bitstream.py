@@ -1,5 +1,6 @@
 """The .tsth container: round trip, and a clear BitstreamError for bad bytes."""
 
+import dataclasses
 import struct
 import zlib
 
@@ -27,7 +28,7 @@ def _packed():
   return bitstream.pack(HEADER, STRINGS)
 
 
-def _with_payload(payload, header=HEADER):
+def _with_payload(payload, header=HEADER, version=4, tile=0):
   """A file with a correct checksum around arbitrary payload bytes.
 
   `header` is a `Header` or a (model id, height, width, channels, quality
@@ -38,10 +39,17 @@ def _with_payload(payload, header=HEADER):
               header.quality_code)
   model_id, height, width, channels, quality = header
   model_id = model_id.encode("ascii")
-  head = (bitstream.MAGIC + bytes([bitstream.VERSION, len(model_id)]) +
+  head = (bitstream.MAGIC + bytes([version, len(model_id)]) +
           model_id + struct.pack(">IIBH", height, width, channels, quality) +
-          CHECKSUM + struct.pack(">H", 0))
+          CHECKSUM + struct.pack(">H", tile))
   return head + struct.pack(">I", zlib.crc32(head + payload)) + payload
+
+
+def _packed_tensors(*values):
+  """A payload of versions 1 to 3: a tfc.PackedTensors of string tensors."""
+  packed = tfc.PackedTensors()
+  packed.pack([tf.constant(v, tf.string) for v in values])
+  return packed.string
 
 
 def _example(**features):
@@ -58,7 +66,7 @@ def _example(**features):
 def test_round_trip(channels):
   header = bitstream.Header(MODEL_ID, 1, bitstream.MAX_SIDE, channels)
   data = bitstream.pack(header, STRINGS)
-  assert data.startswith(b"TSTH\x03")
+  assert data.startswith(b"TSTH\x04")
   read, payload = bitstream.read_header(data)
   assert read == header
   assert data.endswith(payload) and len(payload) > 0
@@ -80,7 +88,7 @@ def test_round_trip_names_order_does_not_matter():
 def test_layout_matches_documentation():
   data = _packed()
   assert data[:4] == b"TSTH"
-  assert data[4] == 3
+  assert data[4] == 4
   assert data[5] == len(MODEL_ID)
   assert data[6:6 + len(MODEL_ID)] == MODEL_ID.encode("ascii")
   assert struct.unpack_from(">IIBH", data, 6 + len(MODEL_ID)) == (
@@ -89,10 +97,20 @@ def test_layout_matches_documentation():
   assert data[25 + len(MODEL_ID):27 + len(MODEL_ID)] == b"\x00\x00"  # T
   crc, = struct.unpack_from(">I", data, HEADER_END - 4)
   assert crc == zlib.crc32(data[:HEADER_END - 4] + data[HEADER_END:])
-  packed = tfc.PackedTensors(data[HEADER_END:])
-  y, z = packed.unpack([tf.string, tf.string])  # Sorted order of the names.
-  assert y.numpy()[0] == STRINGS["y_string"].numpy()[0]
-  assert z.numpy()[0] == STRINGS["z_string"].numpy()[0]
+  # One piece: each string in the sorted order of the names, after its
+  # length in LEB128 (768 = 0b110_0000000: 0x80, 0x06).
+  assert data[HEADER_END:] == (b"\x80\x06" + bytes(range(256)) * 3 +
+                               b"\x05\x00\x01zz\xff")
+
+
+def test_tiled_layout_matches_documentation():
+  header = bitstream.Header(MODEL_ID, 3000, 2000, 3, 2., CHECKSUM, tile=64)
+  strings = {"z_string": [b"x", b"yy"], "y_string": [b"a" * 200, b""]}
+  data = bitstream.pack(header, strings, [b"checksm0", b"checksm1"])
+  assert data[25 + len(MODEL_ID):27 + len(MODEL_ID)] == b"\x00\x40"  # T
+  # Per tile: its checksum, then its strings, each after its length.
+  assert data[HEADER_END:] == (b"checksm0" + b"\xc8\x01" + b"a" * 200 +
+                               b"\x01x" + b"checksm1" + b"\x00" + b"\x02yy")
 
 
 def test_empty_strings_round_trip():
@@ -109,12 +127,14 @@ def test_reads_version_1_as_quality_1():
   model_id = MODEL_ID.encode("ascii")
   head = (b"TSTH\x01" + bytes([len(model_id)]) + model_id +
           struct.pack(">IIB", 70, 130, 3))
-  payload = _packed()[HEADER_END:]
+  payload = _packed_tensors([b"y"], [b"z"])
   data = head + struct.pack(">I", zlib.crc32(head + payload)) + payload
   header, read_payload = bitstream.read_header(data)
-  assert header == bitstream.Header(MODEL_ID, 70, 130, 3, quality=1.)
+  assert header == bitstream.Header(MODEL_ID, 70, 130, 3, quality=1.,
+                                    version=1)
   assert header.checksum == bytes(8)
-  assert read_payload == payload
+  strings = bitstream.unpack_strings(read_payload, NAMES, version=1)
+  assert strings["z_string"].numpy().tolist() == [b"z"]
 
 
 def test_reads_version_2_as_one_piece():
@@ -122,11 +142,29 @@ def test_reads_version_2_as_one_piece():
   model_id = MODEL_ID.encode("ascii")
   head = (b"TSTH\x02" + bytes([len(model_id)]) + model_id +
           struct.pack(">IIBH", 70, 130, 3, 425) + CHECKSUM)
-  payload = _packed()[HEADER_END:]
+  payload = _packed_tensors([b"y"], [b"z"])
   data = head + struct.pack(">I", zlib.crc32(head + payload)) + payload
   header, read_payload = bitstream.read_header(data)
-  assert header == HEADER and header.tile == 0
-  assert bitstream.unpack_strings(read_payload, NAMES)["y_string"].shape == [1]
+  assert header == dataclasses.replace(HEADER, version=2)
+  assert header.tile == 0
+  strings = bitstream.unpack_strings(read_payload, NAMES, version=2)
+  assert strings["y_string"].numpy().tolist() == [b"y"]
+
+
+def test_reads_version_3_tiles():
+  # Version 3: a PackedTensors, one feature per name and one of checksums.
+  checksums = [b"checksm0", b"checksm1"]
+  payload = _packed_tensors([b"a", b""], [b"x", b"yy"], checksums)
+  data = _with_payload(payload, version=3, tile=64)
+  header, read_payload = bitstream.read_header(data)
+  assert header.version == 3 and header.tile == 64
+  strings, read_checksums = bitstream.unpack_strings(read_payload, NAMES,
+                                                     tiles=2, version=3)
+  assert strings["y_string"].numpy().tolist() == [b"a", b""]
+  assert strings["z_string"].numpy().tolist() == [b"x", b"yy"]
+  assert read_checksums == checksums
+  with pytest.raises(bitstream.BitstreamError, match="strings missing"):
+    bitstream.unpack_strings(read_payload, NAMES, tiles=3, version=3)
 
 
 def test_tiled_round_trip():
@@ -147,10 +185,18 @@ def test_tiled_round_trip():
 
 def test_tile_checksums_of_another_length_are_refused():
   header = bitstream.Header(MODEL_ID, 30, 20, 3, tile=16)
-  data = bitstream.pack(header, {"y_string": tf.constant([b"a"])}, [b"1234"])
-  _, payload = bitstream.read_header(data)
+  with pytest.raises(ValueError, match="checksums of 8 bytes"):
+    bitstream.pack(header, {"y_string": [b"a"]}, [b"1234"])
+  with pytest.raises(ValueError, match="checksums of 8 bytes"):
+    bitstream.pack(header, {"y_string": [b"a", b"b"]}, [b"checksum"])
+  payload = _packed_tensors([b"a"], [b"1234"])  # Version 3 could hold them.
   with pytest.raises(bitstream.BitstreamError, match="tile checksums"):
-    bitstream.unpack_strings(payload, ["y_string"], tiles=1)
+    bitstream.unpack_strings(payload, ["y_string"], tiles=1, version=3)
+
+
+def test_pack_writes_only_the_current_version():
+  with pytest.raises(ValueError, match="version 4 only"):
+    bitstream.pack(dataclasses.replace(HEADER, version=3), STRINGS)
 
 
 @pytest.mark.parametrize("quality, recorded", [
@@ -210,7 +256,7 @@ def test_wrong_magic(data):
     bitstream.read_header(data)
 
 
-@pytest.mark.parametrize("version", [0, 4, 255])
+@pytest.mark.parametrize("version", [0, 5, 255])
 def test_unsupported_version(version):
   data = bytearray(_packed())
   data[4] = version
@@ -288,7 +334,37 @@ def test_zero_quality_with_valid_checksum():
     bitstream.read_header(data)
 
 
-# Payloads that pass the checksum but are not the model's PackedTensors.
+# Payloads that pass the checksum but are not the model's strings.
+
+@pytest.mark.parametrize("payload, message", [
+    (b"", "strings missing"),
+    (b"hello, world", "strings missing"),  # 'h': a length of 104.
+    (b"\x02y", "strings missing"),  # The second string's length is missing.
+    (b"\x01y\x03zz", "strings missing"),  # Its bytes end early.
+    (b"\x80\x00", "strings missing"),  # A length in two bytes where one does.
+    (b"\xff\xff\xff\xff\xff\x01", "strings missing"),  # Too long a length.
+    (b"\x00" * 16, "bytes after the last string"),
+    (b"\x01y\x01zz", "bytes after the last string"),
+], ids=["empty", "text", "one_string", "short_string", "overlong_length",
+        "huge_length", "zeros", "trailing"])
+def test_payload_not_strings(payload, message):
+  header, read_payload = bitstream.read_header(_with_payload(payload))
+  assert header == HEADER and read_payload == payload
+  with pytest.raises(bitstream.BitstreamError, match=message):
+    bitstream.unpack_strings(read_payload, NAMES)
+
+
+def test_tiled_payload_with_fewer_tiles():
+  header = bitstream.Header(MODEL_ID, 3000, 2000, 3, 2., CHECKSUM, tile=64)
+  data = bitstream.pack(header, {"y_string": [b"a", b"b"]},
+                        [b"checksm0", b"checksm1"])
+  _, payload = bitstream.read_header(data)
+  for tiles in (3, 4):
+    with pytest.raises(bitstream.BitstreamError, match="strings missing"):
+      bitstream.unpack_strings(payload, ["y_string"], tiles=tiles)
+  with pytest.raises(bitstream.BitstreamError, match="bytes after"):
+    bitstream.unpack_strings(payload, ["y_string"], tiles=1)
+
 
 @pytest.mark.parametrize("payload", [
     b"hello, world",
@@ -303,8 +379,9 @@ def test_zero_quality_with_valid_checksum():
                 "\x02": ("bytes_list", [b"c"])}),
 ], ids=["text", "zeros", "bytes", "empty", "empty_example", "one_string",
         "integers", "two_strings_in_one"])
-def test_payload_not_packed_strings(payload):
-  header, read_payload = bitstream.read_header(_with_payload(payload))
-  assert header == HEADER and read_payload == payload
+def test_version_3_payload_not_packed_strings(payload):
+  header, read_payload = bitstream.read_header(
+      _with_payload(payload, version=3))
+  assert header == dataclasses.replace(HEADER, version=3)
   with pytest.raises(bitstream.BitstreamError, match="corrupted payload"):
-    bitstream.unpack_strings(read_payload, NAMES)
+    bitstream.unpack_strings(read_payload, NAMES, version=3)

@@ -3,9 +3,13 @@ compute on the whole image; each coding tile decodes on its own, checked by
 its own symbol checksum; memory does not grow with the image (measured by
 `tfc-sth bench`, not here)."""
 
+import struct
+import zlib
+
 import numpy as np
 import pytest
 import tensorflow as tf
+import tensorflow_compression as tfc
 
 from tfc_sth.model import architectures
 from tfc_sth.runtime import bitstream
@@ -151,6 +155,23 @@ def test_missing_tiles_are_refused(tiny_codec, smooth_image, small_tiles):
                          checksums[:3])
   with pytest.raises(bitstream.BitstreamError, match="strings missing"):
     tiny_codec.decompress(fewer)
+
+
+def test_a_version_3_file_still_decodes(tiny_codec, smooth_image, small_tiles):
+  """Files written before format 4: the same strings in a PackedTensors."""
+  data = tiny_codec.compress(smooth_image(*SHAPE, seed=9))
+  header, payload = bitstream.read_header(data)
+  strings, checksums = bitstream.unpack_strings(
+      payload, tiny_codec.string_names, tiles=4)
+  packed = tfc.PackedTensors()
+  packed.pack([strings[n] for n in sorted(strings)] + [tf.constant(checksums)])
+  head = bytearray(data[:len(data) - len(payload) - 4])
+  head[4] = 3
+  old = bytes(head) + struct.pack(
+      ">I", zlib.crc32(bytes(head) + packed.string)) + packed.string
+  assert len(old) >= len(data) + 40  # What format 4 saves.
+  np.testing.assert_array_equal(tiny_codec.decompress(old)[0],
+                                tiny_codec.decompress(data)[0])
 
 
 def test_runtime_picks_bfloat16_only_where_it_is_fast(tiny_model_dir,

@@ -209,7 +209,8 @@ class Codec:
           f"{self.qualities})")
     if header.tile:
       return header, self._decompress_tiles(header, payload)
-    strings = bitstream.unpack_strings(payload, self.string_names)
+    strings = bitstream.unpack_strings(payload, self.string_names,
+                                       version=header.version)
     if self._takes_checksum:
       strings["checksum"] = tf.constant(
           np.frombuffer(header.checksum, np.uint8))
@@ -295,7 +296,7 @@ class Codec:
       for name in self.string_names:
         strings[name].append(outputs[name].numpy()[0])
       checksums.append(outputs["checksum"].numpy().tobytes())
-    return {n: tf.constant(v) for n, v in strings.items()}, checksums
+    return strings, checksums
 
   def _decompress_tiles(self, header, payload):
     """Checks the tiles' checksums, then yields the pixels of each tile row,
@@ -307,7 +308,8 @@ class Codec:
     tile_rows, tile_cols = self._coding_tiles(header.height, header.width,
                                               header.tile)
     strings, checksums = bitstream.unpack_strings(
-        payload, self.string_names, len(tile_rows) * len(tile_cols))
+        payload, self.string_names, len(tile_rows) * len(tile_cols),
+        header.version)
     if _combined(checksums, header.height, header.width) != header.checksum:
       raise bitstream.BitstreamError(
           "corrupted payload (symbol checksum mismatch)")
