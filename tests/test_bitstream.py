@@ -194,6 +194,13 @@ def test_tile_checksums_of_another_length_are_refused():
     bitstream.unpack_strings(payload, ["y_string"], tiles=1, version=3)
 
 
+def test_pack_refuses_strings_of_unequal_counts():
+  header = bitstream.Header(MODEL_ID, 30, 20, 3, tile=16)
+  with pytest.raises(ValueError, match="one string per tile"):
+    bitstream.pack(header, {"y_string": [b"a", b"b"], "z_string": [b"c"]},
+                   [b"checksum"] * 2)
+
+
 def test_pack_writes_only_the_current_version():
   with pytest.raises(ValueError, match="version 4 only"):
     bitstream.pack(dataclasses.replace(HEADER, version=3), STRINGS)

@@ -98,11 +98,14 @@ def quantize_quality(quality):
 
 
 def pack(header, strings, tile_checksums=None):
-  """Header + `{name: string[tiles] tensor}` (+ a tiled header's symbol
-  checksums, 8 bytes per tile) -> bytes of the current version."""
+  """Header + `{name: string[tiles] tensor or list of bytes}` (+ a tiled
+  header's symbol checksums, 8 bytes per tile) -> bytes of the current
+  version."""
   if header.version != VERSION:
     raise ValueError(f"writes format version {VERSION} only")
   columns = [_values(strings[n]) for n in sorted(strings)]
+  if len({len(c) for c in columns}) != 1:
+    raise ValueError("every name needs one string per tile")
   tiles = list(zip(*columns))
   if header.tile:
     if len(tile_checksums) != len(tiles) or any(
