@@ -90,7 +90,11 @@ def decodes(tmp_path_factory):
   # its time, so together they keep both cores busy.
   decoders = {tag: _start("decode", tag, root, models)
               for tag in SETTINGS if tag != "encoder"}
-  runs.update({tag: _finish(p, tag, root) for tag, p in decoders.items()})
+  try:
+    runs.update({tag: _finish(p, tag, root) for tag, p in decoders.items()})
+  finally:  # One failed: the others are not left running.
+    for process in decoders.values():
+      process.kill()
   default = export.default_quality(runs["encoder"]["levels"][-1])
   coded = {}  # Label: (model index, level).
   for i, (name, levels) in enumerate(zip(names, runs["encoder"]["levels"])):
