@@ -20,7 +20,7 @@ LADDER = ["--delta_mode=channel", "--qualities=3", "--lmbda_min=0.002",
           "--mixed_precision"]
 CASES = {
     "factorized_prior": LADDER,
-    "scale_hyperprior": ["--delta_mode=hyper"],
+    "scale_hyperprior": ["--delta_mode=hyper", "--hyper_kernel=1"],
     "mean_scale_hyperprior": LADDER,
     "joint_autoregressive": LADDER,
     "channelwise_autoregressive": [*LADDER, "--num_slices=3"],
@@ -98,7 +98,12 @@ def test_round_trip_is_exact_in_a_process_without_tfc_sth(
   loaded = tf.saved_model.load(str(export_dir))
   info = loaded.signatures["model_info"]()
   assert info["architecture"].numpy().decode() == name
-  assert json.loads(info["config"].numpy())["latent_channels"] == 12
+  config = json.loads(info["config"].numpy())
+  assert config["latent_channels"] == 12
+  for flag in CASES[name]:  # Each architecture option, recorded.
+    option, _, value = flag[2:].partition("=")
+    if option in architectures.OPTIONS:
+      assert str(config[option]) == value, option
   qualities = int(info["qualities"])
   assert qualities == (3 if "--qualities=3" in CASES[name] else 1)
   # Every level, and a fractional one between two levels of a ladder.
@@ -150,6 +155,10 @@ def test_round_trip_is_exact_in_a_process_without_tfc_sth(
      "--num_slices does not apply"),
     (["--model=channelwise_autoregressive", "--latent_channels=12",
       "--num_slices=13"], "num_slices=13 must be in 1..12"),
+    (["--model=mean_scale_hyperprior", "--hyper_kernel=2"],
+     "hyper_kernel=2 must be odd"),
+    (["--model=joint_autoregressive", "--hyper_kernel=1"],
+     "--hyper_kernel does not apply"),
 ])
 def test_train_refuses_options_the_architecture_cannot_take(
     flags, message, tmp_path, train_glob, capsys):
@@ -182,3 +191,17 @@ def test_channel_slices_split_the_latent_as_evenly_as_possible():
   y = tf.random.normal((1, 8, 8, 12))
   y_hat, bits = codec(y, training=False)
   assert y_hat.shape == y.shape and bits.shape == (1,)
+
+
+@pytest.mark.parametrize("hyper_transforms", ["conv", "residual"])
+def test_hyper_kernel_sets_the_kernel_of_the_last_layer_of_h_s(
+    hyper_transforms):
+  from tfc_sth.model import latent_codecs  # pylint: disable=g-import-not-at-top
+  for kernel in (1, 3):
+    codec = latent_codecs.MeanScaleHyperprior(
+        12, 8, hyper_kernel=kernel, hyper_transforms=hyper_transforms)
+    y_hat, _ = codec(tf.random.normal((1, 16, 16, 12)), training=False)
+    assert y_hat.shape == (1, 16, 16, 12)
+    last = codec.hyper_synthesis.layers[-1]
+    assert tuple(last.kernel.shape) == (kernel, kernel, 8 * 3 // 2, 24)
+    assert codec.get_config()["hyper_kernel"] == kernel

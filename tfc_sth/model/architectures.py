@@ -76,24 +76,26 @@ def factorized_prior(num_filters=128, latent_channels=192,
               latent_channels, delta_mode=delta_mode, qualities=qualities))
 
 
-@register("scale_hyperprior")
+@register("scale_hyperprior",
+          hyper_kernel="Kernel size of h_s's last layer: 3, or 1 to code "
+          "faster for some rate.")
 def scale_hyperprior(num_filters=128, latent_channels=192,
                      delta_mode=saun.NONE, kernel_parameter="rdft",
-                     qualities=1):
+                     qualities=1, hyper_kernel=3):
   """Ballé et al. (ICLR 2018): GDN transforms, N(0, σ²) with σ from h_s."""
   return _gdn_hyperprior(latent_codecs.ScaleHyperprior, num_filters,
                          latent_channels, delta_mode, kernel_parameter,
-                         qualities)
+                         qualities, hyper_kernel=hyper_kernel)
 
 
 @register("mean_scale_hyperprior")
 def mean_scale_hyperprior(num_filters=128, latent_channels=192,
                           delta_mode=saun.NONE, kernel_parameter="rdft",
-                          qualities=1):
+                          qualities=1, hyper_kernel=3):
   """Minnen et al. 2018 without context: GDN transforms, Gaussian (μ, σ) prior."""
   return _gdn_hyperprior(latent_codecs.MeanScaleHyperprior, num_filters,
                          latent_channels, delta_mode, kernel_parameter,
-                         qualities)
+                         qualities, hyper_kernel=hyper_kernel)
 
 
 @register("joint_autoregressive")

@@ -186,11 +186,16 @@ class Hyperprior(LatentCodec):
 
   def __init__(self, latent_channels, num_filters, hyper_channels=None,
                delta_mode=saun.NONE, kernel_parameter="rdft",
-               hyper_transforms="conv", qualities=1, **kwargs):
+               hyper_transforms="conv", hyper_kernel=3, qualities=1,
+               **kwargs):
     super().__init__(**kwargs)
     self.latent_channels = int(latent_channels)
     self.num_filters = int(num_filters)
     self.hyper_channels = int(hyper_channels or num_filters)
+    self.hyper_kernel = int(hyper_kernel)
+    if self.hyper_kernel < 1 or not self.hyper_kernel % 2:
+      raise ValueError(f"hyper_kernel={hyper_kernel} must be odd: a layer "
+                       "centred on each latent")
     self.delta_mode = saun.check_delta_mode(delta_mode)
     self.kernel_parameter = kernel_parameter
     self.hyper_transforms = hyper_transforms
@@ -199,7 +204,8 @@ class Hyperprior(LatentCodec):
     self.hyper_analysis = analysis(
         self.num_filters, self.hyper_channels, kernel_parameter)
     self.hyper_synthesis = synthesis(
-        self.num_filters, outputs * self.latent_channels, kernel_parameter)
+        self.num_filters, outputs * self.latent_channels, kernel_parameter,
+        last_kernel=self.hyper_kernel)
     self.hyper_prior = entropy_models.FactorizedPrior(self.hyper_channels)
     self.conditional = entropy_models.GaussianConditional()
     self._add_channel_delta(self.latent_channels, qualities)
@@ -264,7 +270,8 @@ class Hyperprior(LatentCodec):
         super().get_config(), latent_channels=self.latent_channels,
         num_filters=self.num_filters, hyper_channels=self.hyper_channels,
         delta_mode=self.delta_mode, kernel_parameter=self.kernel_parameter,
-        hyper_transforms=self.hyper_transforms, qualities=self.qualities)
+        hyper_transforms=self.hyper_transforms,
+        hyper_kernel=self.hyper_kernel, qualities=self.qualities)
 
 
 class ScaleHyperprior(Hyperprior):

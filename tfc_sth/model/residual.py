@@ -227,13 +227,15 @@ def hyper_analysis_transform(num_filters, hyper_channels,
 
 
 def hyper_synthesis_transform(num_filters, out_channels,
-                              kernel_parameter="rdft", name="hyper_synthesis"):
-  """h_s of Cheng et al.: ẑ -> entropy parameters of y, upsampling by 4."""
+                              kernel_parameter="rdft", last_kernel=3,
+                              name="hyper_synthesis"):
+  """h_s of Cheng et al.: ẑ -> entropy parameters of y, upsampling by 4;
+  `last_kernel` as in `transforms.hyper_synthesis_transform`."""
   k, wide = kernel_parameter, num_filters * 3 // 2
   return tf.keras.Sequential([
       layers.conv(num_filters, 3, 1, False, k, _leaky_relu, name="conv_0"),
       layers.SubPixelConv(num_filters, k, _leaky_relu, name="up_0"),
       layers.conv(wide, 3, 1, False, k, _leaky_relu, name="conv_1"),
       layers.SubPixelConv(wide, k, _leaky_relu, name="up_1"),
-      layers.conv(out_channels, 3, 1, False, k, name="conv_2"),
+      layers.conv(out_channels, last_kernel, 1, False, k, name="conv_2"),
   ], name=name)

@@ -1,0 +1,78 @@
+"""tools/refit_hyper_kernel.py: h_s's last layer refitted as a 1x1 layer."""
+
+import glob
+import importlib.util
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from tfc_sth import export
+from tfc_sth.runtime import image_io
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _tool():
+  path = os.path.join(ROOT, "tools", "refit_hyper_kernel.py")
+  spec = importlib.util.spec_from_file_location("refit_hyper_kernel", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def _restored(tool, directory):
+  model = tool.load(str(directory))
+  tf.train.Checkpoint(model=model).read(
+      str(directory / "variables" / "variables")).expect_partial()
+  return model
+
+
+def _hidden_and_outputs(model, paths):
+  """h_s's last layer's inputs and outputs on `paths`, flattened."""
+  codec = model.latent_codec
+  *hidden, last = codec.hyper_synthesis.layers
+  inputs, outputs = [], []
+  for path in paths:
+    image, _ = image_io.read_png(path)
+    x = export.pad_to_multiple(tf.constant(image), model.downsampling)
+    z_hat, _ = codec.hyper_prior(codec.hyper_analysis(model.analysis(x)))
+    h = z_hat
+    for layer in hidden:
+      h = layer(h)
+    inputs.append(h.numpy().reshape(-1, h.shape[-1]))
+    outputs.append(last(h).numpy().reshape(-1, last.filters))
+  return np.concatenate(inputs), np.concatenate(outputs)
+
+
+def test_refit_copies_every_weight_and_fits_the_last_layer_of_h_s(
+    tiny_ladder_dir, train_glob, tmp_path, capsys):
+  tool = _tool()
+  target = tmp_path / "refit"
+  tool.main(str(tiny_ladder_dir), str(target), train_glob)
+  assert "of the variance unexplained" in capsys.readouterr().out
+  source, refit = _restored(tool, tiny_ladder_dir), _restored(tool, target)
+  assert refit.get_config()["hyper_kernel"] == 1
+  head = refit.latent_codec.hyper_synthesis.layers[-1]
+  assert tuple(head.kernel.shape[:2]) == (1, 1)
+  fitted = {id(head.kernel_parameter), id(head.bias_parameter)}
+  for old, new in zip(source.weights, refit.weights, strict=True):
+    if id(new) not in fitted:
+      # The export rounds h_s's kernels again (`exact.snap_kernel`), to
+      # the grid they are already on.
+      np.testing.assert_array_equal(old.numpy(), new.numpy(), old.name)
+  # The least-squares fit: as good as the optimum computed another way
+  # (from the design matrix rather than the normal equations), up to the
+  # export's rounding of the kernel to 15 significant bits.
+  paths = sorted(glob.glob(train_glob))
+  inputs, outputs = _hidden_and_outputs(source, paths)
+  error = np.sum((outputs - head(inputs[None, None])[0, 0].numpy()) ** 2)
+  design = np.concatenate([inputs, np.ones_like(inputs[:, :1])], axis=1)
+  fit, *_ = np.linalg.lstsq(design.astype(np.float64), outputs, rcond=None)
+  optimum = np.sum((outputs - design @ fit) ** 2)
+  last = source.latent_codec.hyper_synthesis.layers[-1]
+  centre = np.sum((outputs - inputs @ last.kernel.numpy()[1, 1]
+                   - last.bias.numpy()) ** 2)
+  assert error <= 1.001 * optimum
+  # And better than the 3x3 kernel's centre tap with its own bias.
+  assert error < centre
