@@ -4,6 +4,7 @@ Fixtures are grouped by the tests that introduced them; add new groups below.
 """
 
 import glob
+import importlib.util
 import os
 
 import numpy as np
@@ -11,6 +12,21 @@ import pytest
 
 # Keep TensorFlow's C++ start-up chatter out of test output.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="session")
+def tool():
+  """Loads a script of tools/ (not a package) as a module, by name."""
+  def load(name):
+    path = os.path.join(ROOT, "tools", f"{name}.py")
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+  return load
 
 
 # ---------------------------------------------------------------------------

@@ -2,7 +2,6 @@
 command reference is current, the README stays short, and links resolve."""
 
 import glob
-import importlib.util
 import os
 import re
 
@@ -14,14 +13,6 @@ _FENCE = re.compile(r"^(```|~~~).*?^\1[^\n]*$", re.M | re.S)
 _CODE_SPAN = re.compile(r"`[^`\n]*`")
 _INLINE_LINK = re.compile(r"!?\[[^\]]*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
 _REFERENCE_LINK = re.compile(r"^\s*\[[^\]]+\]:\s*<?(\S+?)>?(?:\s|$)", re.M)
-
-
-def _cli_reference():
-  path = os.path.join(ROOT, "tools", "cli_reference.py")
-  spec = importlib.util.spec_from_file_location("cli_reference", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
 
 
 def _read(path):
@@ -40,8 +31,8 @@ def _documents():
       sorted(glob.glob(os.path.join(ROOT, "models", "*", "MODEL_CARD.md"))))
 
 
-def test_cli_reference_is_current():
-  reference = _cli_reference()
+def test_cli_reference_is_current(tool):
+  reference = tool("cli_reference")
   current = _read(reference.OUTPUT) if os.path.exists(reference.OUTPUT) else ""
   assert reference.render() == current, (
       f"docs/cli.md is stale: run `python {reference.COMMAND}` and commit "

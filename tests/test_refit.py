@@ -1,8 +1,6 @@
 """tools/refit_hyper_kernel.py: h_s's last layer refitted as a 1x1 layer."""
 
 import glob
-import importlib.util
-import os
 
 import numpy as np
 import tensorflow as tf
@@ -10,19 +8,8 @@ import tensorflow as tf
 from tfc_sth import export
 from tfc_sth.runtime import image_io
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def _tool():
-  path = os.path.join(ROOT, "tools", "refit_hyper_kernel.py")
-  spec = importlib.util.spec_from_file_location("refit_hyper_kernel", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
-
-
-def _restored(tool, directory):
-  model = tool.load(str(directory))
+def _restored(refitting, directory):
+  model = refitting.load(str(directory))
   tf.train.Checkpoint(model=model).read(
       str(directory / "variables" / "variables")).expect_partial()
   return model
@@ -46,12 +33,13 @@ def _hidden_and_outputs(model, paths):
 
 
 def test_refit_copies_every_weight_and_fits_the_last_layer_of_h_s(
-    tiny_ladder_dir, train_glob, tmp_path, capsys):
-  tool = _tool()
+    tiny_ladder_dir, train_glob, tmp_path, capsys, tool):
+  refitting = tool("refit_hyper_kernel")
   target = tmp_path / "refit"
-  tool.main(str(tiny_ladder_dir), str(target), train_glob)
+  refitting.main(str(tiny_ladder_dir), str(target), train_glob)
   assert "of the variance unexplained" in capsys.readouterr().out
-  source, refit = _restored(tool, tiny_ladder_dir), _restored(tool, target)
+  source = _restored(refitting, tiny_ladder_dir)
+  refit = _restored(refitting, target)
   assert refit.get_config()["hyper_kernel"] == 1
   head = refit.latent_codec.hyper_synthesis.layers[-1]
   assert tuple(head.kernel.shape[:2]) == (1, 1)
