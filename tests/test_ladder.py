@@ -242,6 +242,25 @@ def test_train_continues_from_an_export_with_a_warm_up(
       config.learning_rate / 10 * 3 / config.warmup())
 
 
+@pytest.mark.parametrize("flags, message", [
+    (["--hyper_kernel=1"], "--hyper_kernel=3 there, 1 here"),
+    (["--num_filters=16"], "--num_filters=8 there, 16 here"),
+    (["--model=scale_hyperprior"],
+     "--model=mean_scale_hyperprior there, scale_hyperprior here"),
+])
+def test_train_refuses_an_export_of_another_architecture(
+    tiny_ladder_dir, train_glob, tmp_path, capsys, flags, message):
+  assert cli.main([
+      "tfc-sth", "train", "--num_filters=8", "--latent_channels=12",
+      "--delta_mode=channel", "--qualities=3", "--lmbda_min=0.002",
+      "--lmbda=0.05", f"--train_glob={train_glob}",
+      f"--init_from={tiny_ladder_dir}", f"--train_dir={tmp_path / 'run'}",
+      *flags]) == cli.EXIT_ERROR
+  err = capsys.readouterr().err
+  assert len(err.splitlines()) == 1 and message in err, err
+  assert not (tmp_path / "run").exists()
+
+
 # Evaluation sweeps a ladder's levels as one curve.
 
 def test_evaluate_draws_one_curve_per_ladder(tiny_ladder_dir, tmp_path,

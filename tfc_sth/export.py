@@ -128,6 +128,15 @@ def _convs(model):
   return [l for l in model.submodules if isinstance(l, tfc.SignalConv2D)]
 
 
+def _shape_options(model):
+  """What fixes a model's variables, besides its levels and Δ."""
+  config = model.get_config()
+  options = dict(architectures.options(model.architecture), **config)
+  names = ("num_filters", "latent_channels", *architectures.OPTIONS)
+  return dict(model=model.architecture,
+              **{k: options[k] for k in names if k in options})
+
+
 def import_weights(model, directory):
   """Sets the weights of `model` (built) from an exported SavedModel.
 
@@ -141,6 +150,11 @@ def import_weights(model, directory):
   with open(os.path.join(directory, pretrained.INFO_FILE)) as f:
     config = dict(json.load(f)["config"], kernel_parameter="variable")
   source = architectures.CompressionModel.from_config(config)
+  theirs, ours = _shape_options(source), _shape_options(model)
+  if theirs != ours:
+    raise ValueError(f"{directory} is not this architecture: " + ", ".join(
+        f"--{k}={theirs[k]} there, {ours[k]} here" for k in theirs
+        if theirs[k] != ours[k]))
   if source.decoder_gain and not model.decoder_gain:
     raise ValueError(f"{directory} has a decoder gain per level, which "
                      "this model lacks (--decoder_gain)")

@@ -355,15 +355,17 @@ def train(config, train_dir, export_dir=None, verbose=1, card=None,
     model, phases = build(config)
   # Refuse a run that cannot start before anything is written to train_dir.
   config.check(model.downsampling)
-  _check_resumable(config, train_dir, write=chief)
-  step = schedule.restore(model, os.path.join(train_dir, "checkpoints"))
-  if not step and config.init_from_export():
+  checkpoints = os.path.join(train_dir, "checkpoints")
+  if (config.init_from_export()
+      and tf.train.latest_checkpoint(checkpoints) is None):
     # Weights only: a fresh optimizer and schedule, with a warm-up.
     try:
       export.import_weights(model, config.init_from)
     except ValueError as e:
       raise ConfigError(f"--init_from: {e}") from None
-  elif not step and config.init_from:
+  _check_resumable(config, train_dir, write=chief)
+  step = schedule.restore(model, checkpoints)
+  if not step and config.init_from and not config.init_from_export():
     # A branch: weights, optimizer state and step count of another run.
     step = schedule.restore(model, config.init_from, required=True)
   total = schedule.total_steps(phases)
