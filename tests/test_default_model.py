@@ -92,6 +92,7 @@ def test_every_quality_round_trips_in_bfloat16(default_codec, photo):
 def test_training_starts_from_the_shipped_model(default_codec, photo):
   """--init_from of the shipped export."""
   from tfc_sth import export  # pylint: disable=g-import-not-at-top
+  from tfc_sth.model import architectures  # pylint: disable=g-import-not-at-top
   from tfc_sth.training import trainer  # pylint: disable=g-import-not-at-top
   path = pretrained.resolve()
   shipped = pretrained.read_info(path)["config"]
@@ -99,6 +100,8 @@ def test_training_starts_from_the_shipped_model(default_codec, photo):
   config = trainer.TrainConfig(
       delta_mode="channel", qualities=len(lmbdas), lmbda_min=lmbdas[0],
       lmbda=lmbdas[-1], decoder_gain=shipped.get("decoder_gain", False),
+      architecture_options={k: shipped[k] for k in architectures.OPTIONS
+                            if k in shipped},
       init_from=path)
   assert config.init_from_export()
   model, _ = trainer.build(config)
@@ -108,12 +111,13 @@ def test_training_starts_from_the_shipped_model(default_codec, photo):
   x_hat, _ = model(image[None] / 255., level=quality - 1)
   expected, _ = default_codec.reconstruct(image, quality)
   # RDFT coefficients computed back from plain kernels round differently,
-  # so a latent on a rounding boundary may flip and move the pixels around
-  # it by a few levels (at most 3, 0.35% of them, on the validation photo's
-  # crop at level 10); the rest are within one level.
+  # and the export's h_s is exact, so latents on a rounding boundary may
+  # flip and move the pixels around them by a level or two (on the
+  # validation photo's crop at level 10: 11% of them by 1, 0.5% by 2). A
+  # wrong import moves every pixel, by far more.
   difference = np.abs(np.round(np.clip(x_hat[0], 0, 1) * 255) - expected)
   assert np.mean(difference > 1) < 0.01 and difference.max() <= 8
-  assert np.mean(difference) < 0.1
+  assert np.mean(difference) < 0.25
 
 
 def test_installed_package_finds_default_model_outside_source_tree(tmp_path):
