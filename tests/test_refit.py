@@ -3,33 +3,8 @@
 import glob
 
 import numpy as np
-import tensorflow as tf
 
 from tfc_sth import export
-from tfc_sth.runtime import image_io
-
-def _restored(refitting, directory):
-  model = refitting.load(str(directory))
-  tf.train.Checkpoint(model=model).read(
-      str(directory / "variables" / "variables")).expect_partial()
-  return model
-
-
-def _hidden_and_outputs(model, paths):
-  """h_s's last layer's inputs and outputs on `paths`, flattened."""
-  codec = model.latent_codec
-  *hidden, last = codec.hyper_synthesis.layers
-  inputs, outputs = [], []
-  for path in paths:
-    image, _ = image_io.read_png(path)
-    x = export.pad_to_multiple(tf.constant(image), model.downsampling)
-    z_hat, _ = codec.hyper_prior(codec.hyper_analysis(model.analysis(x)))
-    h = z_hat
-    for layer in hidden:
-      h = layer(h)
-    inputs.append(h.numpy().reshape(-1, h.shape[-1]))
-    outputs.append(last(h).numpy().reshape(-1, last.filters))
-  return np.concatenate(inputs), np.concatenate(outputs)
 
 
 def test_refit_copies_every_weight_and_fits_the_last_layer_of_h_s(
@@ -38,8 +13,8 @@ def test_refit_copies_every_weight_and_fits_the_last_layer_of_h_s(
   target = tmp_path / "refit"
   refitting.main(str(tiny_ladder_dir), str(target), train_glob)
   assert "of the variance unexplained" in capsys.readouterr().out
-  source = _restored(refitting, tiny_ladder_dir)
-  refit = _restored(refitting, target)
+  source = export.exported_model(str(tiny_ladder_dir))
+  refit = export.exported_model(str(target))
   assert refit.get_config()["hyper_kernel"] == 1
   head = refit.latent_codec.hyper_synthesis.layers[-1]
   assert tuple(head.kernel.shape[:2]) == (1, 1)
@@ -53,7 +28,8 @@ def test_refit_copies_every_weight_and_fits_the_last_layer_of_h_s(
   # (from the design matrix rather than the normal equations), up to the
   # export's rounding of the kernel to 15 significant bits.
   paths = sorted(glob.glob(train_glob))
-  inputs, outputs = _hidden_and_outputs(source, paths)
+  inputs, outputs = (np.concatenate(parts) for parts in zip(
+      *(refitting.last_layer_io(source, path) for path in paths)))
   error = np.sum((outputs - head(inputs[None, None])[0, 0].numpy()) ** 2)
   design = np.concatenate([inputs, np.ones_like(inputs[:, :1])], axis=1)
   fit, *_ = np.linalg.lstsq(design.astype(np.float64), outputs, rcond=None)

@@ -128,6 +128,19 @@ def _convs(model):
   return [l for l in model.submodules if isinstance(l, tfc.SignalConv2D)]
 
 
+def exported_model(directory):
+  """The model an export was made from, with plain kernels (as in
+  `inference_copy`) and the export's weights."""
+  config = dict(pretrained.read_info(directory)["config"],
+                kernel_parameter="variable")
+  model = architectures.CompressionModel.from_config(config)
+  model.create_variables()
+  tf.train.Checkpoint(model=model).read(
+      os.path.join(directory, "variables", "variables")
+  ).assert_existing_objects_matched().expect_partial()
+  return model
+
+
 def _shape_options(model):
   """What fixes a model's variables, besides its levels and Δ."""
   config = model.get_config()
@@ -147,9 +160,7 @@ def import_weights(model, directory):
   ladder seeds a wider or finer one. A model with a decoder gain may start
   from an export without one: its gain starts at 1.
   """
-  with open(os.path.join(directory, pretrained.INFO_FILE)) as f:
-    config = dict(json.load(f)["config"], kernel_parameter="variable")
-  source = architectures.CompressionModel.from_config(config)
+  source = exported_model(directory)
   theirs, ours = _shape_options(source), _shape_options(model)
   if theirs != ours:
     raise ValueError(f"{directory} is not this architecture: " + ", ".join(
@@ -158,10 +169,6 @@ def import_weights(model, directory):
   if source.decoder_gain and not model.decoder_gain:
     raise ValueError(f"{directory} has a decoder gain per level, which "
                      "this model lacks (--decoder_gain)")
-  source.create_variables()
-  tf.train.Checkpoint(model=source).read(
-      os.path.join(directory, "variables", "variables")
-  ).assert_existing_objects_matched().expect_partial()
   codec = source.latent_codec
   if source.lmbdas != model.lmbdas and hasattr(codec, "log_delta"):
     table = saun.resample_levels(

@@ -13,7 +13,6 @@ variance, per kind of output.
 """
 
 import glob
-import json
 import os
 import sys
 
@@ -23,32 +22,27 @@ import tensorflow as tf
 from tfc_sth import export
 from tfc_sth.model import architectures
 from tfc_sth.runtime import image_io
-from tfc_sth.runtime import pretrained
 
 
-def load(directory, **changes):
-  with open(os.path.join(directory, pretrained.INFO_FILE)) as f:
-    config = dict(json.load(f)["config"], kernel_parameter="variable",
-                  **changes)
-  model = architectures.CompressionModel.from_config(config)
-  model.create_variables()
-  return model
+def last_layer_io(model, path):
+  """The inputs and outputs of h_s's last layer on one photo, one row per
+  latent position."""
+  codec = model.latent_codec
+  *hidden, last = codec.hyper_synthesis.layers
+  image, _ = image_io.read_png(path)
+  x = export.pad_to_multiple(tf.constant(image), model.downsampling)
+  inputs, _ = codec.hyper_prior(codec._hyper_analysis(model.analysis(x)))  # pylint: disable=protected-access
+  for layer in hidden:
+    inputs = layer(inputs)
+  outputs = last(inputs).numpy().reshape(-1, last.filters)
+  return inputs.numpy().reshape(-1, inputs.shape[-1]), outputs
 
 
 def last_layer_statistics(model, paths):
   """Normal equations of [inputs, 1] -> outputs of h_s's last layer."""
-  codec = model.latent_codec
-  *hidden, last = codec.hyper_synthesis.layers
   gram = moments = squares = 0.
   for path in paths:
-    image, _ = image_io.read_png(path)
-    x = export.pad_to_multiple(tf.constant(image), model.downsampling)
-    z_hat, _ = codec.hyper_prior(codec._hyper_analysis(model.analysis(x)))  # pylint: disable=protected-access
-    inputs = z_hat
-    for layer in hidden:
-      inputs = layer(inputs)
-    outputs = last(inputs).numpy().reshape(-1, last.filters)
-    inputs = inputs.numpy().reshape(-1, inputs.shape[-1])
+    inputs, outputs = last_layer_io(model, path)
     inputs = np.concatenate([inputs, np.ones_like(inputs[:, :1])], axis=1)
     gram += inputs.T.astype(np.float64) @ inputs
     moments += inputs.T.astype(np.float64) @ outputs
@@ -61,10 +55,9 @@ def main(source_dir, target_dir, train_glob):
   paths = sorted(glob.glob(train_glob))
   if not paths:
     sys.exit(f"no photos match {train_glob!r}")
-  source = load(source_dir)
-  tf.train.Checkpoint(model=source).read(
-      os.path.join(source_dir, "variables", "variables")
-  ).assert_existing_objects_matched().expect_partial()
+  if os.path.exists(target_dir):
+    sys.exit(f"{target_dir} exists: not replaced")
+  source = export.exported_model(source_dir)
   gram, moments, squares = last_layer_statistics(source, paths)
   # lstsq: some of the inputs (ReLUs that never fire) are always 0.
   fit = np.linalg.lstsq(gram, moments, rcond=None)[0]
@@ -75,7 +68,9 @@ def main(source_dir, target_dir, train_glob):
     print(f"{kind}: median {np.median(part):.3f}, largest {part.max():.3f} "
           "of the variance unexplained")
   *_, last = source.latent_codec.hyper_synthesis.layers
-  target = load(source_dir, hyper_kernel=1)
+  target = architectures.CompressionModel.from_config(
+      dict(source.get_config(), hyper_kernel=1))
+  target.create_variables()
   target_last = target.latent_codec.hyper_synthesis.layers[-1]
   for old, new in zip(source.weights, target.weights, strict=True):
     if old is last.kernel_parameter:
