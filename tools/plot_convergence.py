@@ -6,8 +6,11 @@
 Reads each run's `validation.csv` (written by `tfc-sth train` after every
 epoch: one row per quality level with the training seconds so far) and draws
 the mean validation loss over levels, and PSNR and bpp at the chosen levels,
-against seconds. Prints each run's last row and its loss at the time the
-shortest run reached, so recipes are compared at equal wall time.
+against seconds. Prints each run's last row, its loss at the time the
+shortest run reached, so recipes are compared at equal wall time, and, for
+ladders, the BD-rate in PSNR of its last validation against the first run's
+last: the mean loss is mostly the top levels' λ·MSE, so a run can lower it
+by moving every level to more bits, which the BD-rate does not reward.
 """
 
 import argparse
@@ -16,6 +19,8 @@ import os
 import sys
 
 import numpy as np
+
+from tfc_sth.tools import metrics
 
 
 def read(run_dir):
@@ -37,6 +42,11 @@ def mean_loss(levels):
   return np.mean([fields["loss"] for fields in levels.values()], axis=0)
 
 
+def last_curve(levels):
+  """(bpp, PSNR) of every level at the last validation."""
+  return [(f["bpp"][-1], f["psnr"][-1]) for _, f in sorted(levels.items())]
+
+
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("runs", nargs="+")
@@ -47,8 +57,9 @@ def main(argv=None):
   runs = {os.path.basename(os.path.normpath(r)): read(r) for r in args.runs}
   shown = [int(q) for q in args.levels.split(",")]
   horizon = min(next(iter(r.values()))["seconds"][-1] for r in runs.values())
+  reference = last_curve(next(iter(runs.values())))
   print(f"{'run':24s} {'steps':>6s} {'seconds':>8s} {'loss':>8s} "
-        f"{'loss@' + format(horizon, '.0f') + 's':>10s}" +
+        f"{'loss@' + format(horizon, '.0f') + 's':>10s} {'BD-rate':>8s}" +
         "".join(f" {'bpp q' + str(q):>8s} {'PSNR q' + str(q):>8s}"
                 for q in shown))
   import matplotlib  # pylint: disable=g-import-not-at-top
@@ -59,8 +70,10 @@ def main(argv=None):
     first = next(iter(levels.values()))
     seconds, loss = first["seconds"], mean_loss(levels)
     at_horizon = np.interp(horizon, seconds, loss)
+    bd = metrics.bd_rate(reference, last_curve(levels))
+    bd = "-" if np.isnan(bd) else f"{bd:+.2f}%"  # NaN: a single level.
     print(f"{name:24s} {first['step'][-1]:6.0f} {seconds[-1]:8.0f} "
-          f"{loss[-1]:8.4f} {at_horizon:10.4f}" + "".join(
+          f"{loss[-1]:8.4f} {at_horizon:10.4f} {bd:>8s}" + "".join(
               f" {levels[q]['bpp'][-1]:8.4f} {levels[q]['psnr'][-1]:8.2f}"
               for q in shown if q in levels))
     line, = axes[0].plot(seconds, loss, label=name)
