@@ -5,8 +5,8 @@
 
 Reads each run's `validation.csv` (written by `tfc-sth train` after every
 epoch: one row per quality level with the training seconds so far) and draws
-the mean validation loss over levels, and PSNR and bpp at the chosen levels,
-against seconds. Prints each run's last row, its loss at the time the
+the mean validation loss over levels, PSNR and bpp at the chosen levels,
+and for ladders the BD-rate below, against seconds. Prints each run's last row, its loss at the time the
 shortest run reached, so recipes are compared at equal wall time, and, for
 ladders, the BD-rate in PSNR of its last validation against the first run's
 last: the mean loss is mostly the top levels' λ·MSE, so a run can lower it
@@ -42,9 +42,10 @@ def mean_loss(levels):
   return np.mean([fields["loss"] for fields in levels.values()], axis=0)
 
 
-def last_curve(levels):
-  """(bpp, PSNR) of every level at the last validation."""
-  return [(f["bpp"][-1], f["psnr"][-1]) for _, f in sorted(levels.items())]
+def curve(levels, epoch=-1):
+  """(bpp, PSNR) of every level at one validation (default: the last)."""
+  return [(f["bpp"][epoch], f["psnr"][epoch])
+          for _, f in sorted(levels.items())]
 
 
 def main(argv=None):
@@ -57,7 +58,9 @@ def main(argv=None):
   runs = {os.path.basename(os.path.normpath(r)): read(r) for r in args.runs}
   shown = [int(q) for q in args.levels.split(",")]
   horizon = min(next(iter(r.values()))["seconds"][-1] for r in runs.values())
-  reference = last_curve(next(iter(runs.values())))
+  reference_name, reference = next(iter(runs.items()))
+  reference = curve(reference)
+  ladder = len(reference) > 1
   print(f"{'run':24s} {'steps':>6s} {'seconds':>8s} {'loss':>8s} "
         f"{'loss@' + format(horizon, '.0f') + 's':>10s} {'BD-rate':>8s}" +
         "".join(f" {'bpp q' + str(q):>8s} {'PSNR q' + str(q):>8s}"
@@ -65,12 +68,14 @@ def main(argv=None):
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   from matplotlib import pyplot  # pylint: disable=g-import-not-at-top
-  figure, axes = pyplot.subplots(1, 3, figsize=(16, 4.5), dpi=110)
+  panels = 4 if ladder else 3
+  figure, axes = pyplot.subplots(1, panels, figsize=(5.3 * panels, 4.5),
+                                 dpi=110)
   for name, levels in runs.items():
     first = next(iter(levels.values()))
     seconds, loss = first["seconds"], mean_loss(levels)
     at_horizon = np.interp(horizon, seconds, loss)
-    bd = metrics.bd_rate(reference, last_curve(levels))
+    bd = metrics.bd_rate(reference, curve(levels))
     bd = "-" if np.isnan(bd) else f"{bd:+.2f}%"  # NaN: a single level.
     print(f"{name:24s} {first['step'][-1]:6.0f} {seconds[-1]:8.0f} "
           f"{loss[-1]:8.4f} {at_horizon:10.4f} {bd:>8s}" + "".join(
@@ -82,9 +87,14 @@ def main(argv=None):
         style = dict(color=line.get_color(), alpha=.4 + .6 * q / max(shown))
         axes[1].plot(seconds, levels[q]["psnr"], **style)
         axes[2].plot(seconds, levels[q]["bpp"], **style)
-  for axis, label in zip(axes, ("validation loss, mean over levels",
-                                f"PSNR (dB), levels {args.levels}",
-                                f"bpp, levels {args.levels}")):
+    if ladder:
+      axes[3].plot(seconds, [metrics.bd_rate(reference, curve(levels, e))
+                             for e in range(len(seconds))],
+                   color=line.get_color())
+  titles = ("validation loss, mean over levels",
+            f"PSNR (dB), levels {args.levels}", f"bpp, levels {args.levels}",
+            f"BD-rate in PSNR (%) against {reference_name}'s end")
+  for axis, label in zip(axes, titles):
     axis.set_xlabel("training seconds")
     axis.set_title(label, fontsize=10)
     axis.grid(alpha=.3)
