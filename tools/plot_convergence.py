@@ -5,12 +5,12 @@
 
 Reads each run's `validation.csv` (written by `tfc-sth train` after every
 epoch: one row per quality level with the training seconds so far) and draws
-the mean validation loss over levels, PSNR and bpp at the chosen levels,
-and for ladders the BD-rate below, against seconds. Prints each run's last row, its loss at the time the
-shortest run reached, so recipes are compared at equal wall time, and, for
-ladders, the BD-rate in PSNR of its last validation against the first run's
-last: the mean loss is mostly the top levels' λ·MSE, so a run can lower it
-by moving every level to more bits, which the BD-rate does not reward.
+the mean validation loss over levels, PSNR and bpp at the chosen levels and,
+for ladders, the BD-rate in PSNR of every validation against the first run's
+last, against seconds. Prints each run's last row, its loss at the time the
+shortest run reached (recipes compared at equal wall time) and its last
+BD-rate. The mean loss is mostly the top levels' λ·MSE, so a run can lower it
+by moving its levels to more bits, which the BD-rate does not reward.
 """
 
 import argparse
@@ -75,8 +75,9 @@ def main(argv=None):
     first = next(iter(levels.values()))
     seconds, loss = first["seconds"], mean_loss(levels)
     at_horizon = np.interp(horizon, seconds, loss)
-    bd = metrics.bd_rate(reference, curve(levels))
-    bd = "-" if np.isnan(bd) else f"{bd:+.2f}%"  # NaN: a single level.
+    bds = [metrics.bd_rate(reference, curve(levels, e))
+           for e in range(len(seconds))]
+    bd = "-" if np.isnan(bds[-1]) else f"{bds[-1]:+.2f}%"  # NaN: one level.
     print(f"{name:24s} {first['step'][-1]:6.0f} {seconds[-1]:8.0f} "
           f"{loss[-1]:8.4f} {at_horizon:10.4f} {bd:>8s}" + "".join(
               f" {levels[q]['bpp'][-1]:8.4f} {levels[q]['psnr'][-1]:8.2f}"
@@ -88,9 +89,7 @@ def main(argv=None):
         axes[1].plot(seconds, levels[q]["psnr"], **style)
         axes[2].plot(seconds, levels[q]["bpp"], **style)
     if ladder:
-      axes[3].plot(seconds, [metrics.bd_rate(reference, curve(levels, e))
-                             for e in range(len(seconds))],
-                   color=line.get_color())
+      axes[3].plot(seconds, bds, color=line.get_color())
   titles = ("validation loss, mean over levels",
             f"PSNR (dB), levels {args.levels}", f"bpp, levels {args.levels}",
             f"BD-rate in PSNR (%) against {reference_name}'s end")
