@@ -1,9 +1,11 @@
-"""The Gaussian conditional's rate against an independent computation."""
+"""The Gaussian conditional's rate against an independent computation, and
+its range coding tables against tfc's."""
 
 import math
 
 import numpy as np
 import tensorflow as tf
+import tensorflow_compression as tfc
 
 from tfc_sth.model import entropy_models
 
@@ -45,3 +47,36 @@ def test_noisy_normal_log_prob_far_tail_is_finite_with_finite_gradients():
   approximate = -x ** 2 / 2 - np.log(x * np.sqrt(2 * np.pi))
   np.testing.assert_allclose(log_prob, approximate, rtol=1e-2)
   assert all(np.isfinite(g).all() for g in gradients)
+
+
+def _tfc_tables(conditional):
+  model = tfc.LocationScaleIndexedEntropyModel(
+      tfc.NoisyNormal, conditional.num_scales, conditional._scale,  # pylint: disable=protected-access
+      coding_rank=3, compression=True, tail_mass=entropy_models.TAIL_MASS)
+  return np.abs(model.cdf.numpy()), model.cdf_offset.numpy()
+
+
+def test_gaussian_tables_without_reach_are_tfcs():
+  conditional = entropy_models.GaussianConditional()
+  conditional.build_tables(reach=0.)
+  cdf, offset = _tfc_tables(conditional)
+  np.testing.assert_array_equal(conditional.tables.cdf, cdf)
+  np.testing.assert_array_equal(conditional.tables.offset, offset)
+
+
+def test_values_eight_sigmas_out_are_coded_exactly():
+  conditional = entropy_models.GaussianConditional()
+  conditional.build_tables()
+  _, tfc_offset = _tfc_tables(conditional)
+  # Up to 8 σ from the mean, where tfc's rows (cut at TAIL_MASS) end
+  # near 5 σ, and at most MAX_REACH steps out for a wide row.
+  scale = tf.constant([[[[.3, .8, 2.5, 2.5, 10.]]]])
+  y = tf.constant([[[[-3., 6., 20., -20., 64.]]]])
+  loc = tf.zeros_like(y)
+  rows = conditional.indexes(tf.math.log(scale), None).numpy().ravel()
+  assert (np.abs(y.numpy().ravel()) > -tfc_offset[rows.astype(int)]).all()
+  strings, _ = conditional.compress(y, loc, tf.math.log(scale))
+  decoded, _ = conditional.decompress(strings, loc, tf.math.log(scale))
+  np.testing.assert_array_equal(decoded, y)
+  # Each costs at most a symbol of least mass, 2^-12 of its row.
+  assert len(strings.numpy()[0]) * 8 <= 5 * entropy_models.PRECISION + 16

@@ -75,6 +75,17 @@ def test_model_id_depends_on_weights():
   assert export.model_id(model) != before
 
 
+def test_model_id_depends_on_coding_tables():
+  # Files coded with other tables do not decode: the id must tell them apart.
+  tf.keras.utils.set_random_seed(0)
+  model = architectures.CompressionModel(num_filters=8, latent_channels=12)
+  model.create_variables()
+  model.latent_codec.build_tables()
+  before = export.model_id(model)
+  model.latent_codec.conditional.build_tables(reach=0.)
+  assert export.model_id(model) != before
+
+
 _FRESH_PROCESS = """
 import sys
 import numpy as np

@@ -224,9 +224,12 @@ def _changed(before, after, factor=1):
 
 
 def model_id(model):
-  """An identifier of the trained weights: architecture plus a weight hash."""
+  """An identifier of what decodes a file: architecture plus a hash of the
+  weights and of the range coding tables, once built."""
   digest = hashlib.sha256()
-  for variable in model.weights:
+  tables = [layer.tables for layer in model.latent_codec.entropy_layers
+            if layer.tables is not None]
+  for variable in [*model.weights, *(v for t in tables for v in t.variables)]:
     digest.update(variable.numpy().tobytes())
   return f"{model.architecture}-{digest.hexdigest()[:12]}"
 
@@ -237,8 +240,8 @@ class ExportedCodec(tf.Module):
   def __init__(self, model):
     super().__init__()
     self.model = model = inference_copy(model)
-    self.model_id = model_id(model)
     model.latent_codec.build_tables()
+    self.model_id = model_id(model)
     self._info = {
         "model_id": self.model_id,
         "architecture": model.architecture,
