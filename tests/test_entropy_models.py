@@ -56,9 +56,9 @@ def _tfc_tables(conditional):
   return np.abs(model.cdf.numpy()), model.cdf_offset.numpy()
 
 
-def test_gaussian_tables_without_reach_are_tfcs():
+def test_gaussian_tables_configured_as_tfc_are_tfcs():
   conditional = entropy_models.GaussianConditional()
-  conditional.build_tables(reach=0.)
+  conditional.build_tables(reach=0., heavy_tail=0., precision=12)
   cdf, offset = _tfc_tables(conditional)
   np.testing.assert_array_equal(conditional.tables.cdf, cdf)
   np.testing.assert_array_equal(conditional.tables.offset, offset)
@@ -78,5 +78,28 @@ def test_values_eight_sigmas_out_are_coded_exactly():
   strings, _ = conditional.compress(y, loc, tf.math.log(scale))
   decoded, _ = conditional.decompress(strings, loc, tf.math.log(scale))
   np.testing.assert_array_equal(decoded, y)
-  # Each costs at most a symbol of least mass, 2^-12 of its row.
-  assert len(strings.numpy()[0]) * 8 <= 5 * entropy_models.PRECISION + 16
+  # Each costs at most a symbol of least mass, 2^-16 of its row.
+  assert len(strings.numpy()[0]) * 8 <= 5 * 16 + 16
+
+
+def test_gaussian_rows_code_the_heavy_tailed_mixture():
+  conditional = entropy_models.GaussianConditional()
+  conditional.build_tables()
+  tables = conditional.tables
+  cdf, offset = tables.cdf.numpy(), tables.offset.numpy()
+  starts = np.cumsum(np.r_[0, tables.max_symbol.numpy()[:-1] + 3])
+  mass = lambda k, s: (.5 * math.erfc(-(k + .5) / (s * math.sqrt(2.)))
+                       - .5 * math.erfc(-(k - .5) / (s * math.sqrt(2.))))
+  for row in (0, 10, 20, 30):
+    scale = float(conditional._scale(float(row)))  # pylint: disable=protected-access
+    assert cdf[starts[row]] == 16  # The row's precision.
+    counts = np.diff(cdf[starts[row] + 1:starts[row + 1]])
+    values = offset[row] + np.arange(len(counts) - 1)
+    expected = [(1. - entropy_models.HEAVY_TAIL) * mass(k, scale)
+                + entropy_models.HEAVY_TAIL
+                * mass(k, entropy_models.TAIL_WIDTH * scale)
+                for k in values]
+    # Quantized to 2^-16, every symbol at least one count.
+    np.testing.assert_allclose(counts[:-1] / 2. ** 16, expected,
+                               atol=4 / 2. ** 16)
+    assert counts.min() >= 1
