@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """The weights of an export, exported again by this version: its signatures
-and its range coding tables, under a new model id when either changed.
+and its range coding tables, under a new model id when the tables changed.
 
     tools/reexport.py SOURCE TARGET
 
@@ -8,7 +8,6 @@ How the shipped model got the tables that reach 8σ without retraining.
 Files written by SOURCE still decode with SOURCE only.
 """
 
-import json
 import os
 import sys
 
