@@ -224,16 +224,16 @@ def gaussian_tables(scales, reach=TAIL_REACH, heavy_tail=HEAVY_TAIL,
   (`LocationScaleIndexedEntropyModel`'s), computed the same way.
   """
   prior = tfc.NoisyNormal(loc=0., scale=scales)
-  reach = np.ceil(np.minimum(reach * scales.numpy(), MAX_REACH))
-  low = np.minimum(np.floor(helpers.lower_tail(prior, TAIL_MASS)), -reach)
-  high = np.maximum(np.ceil(helpers.upper_tail(prior, TAIL_MASS)), reach)
+  wide = tfc.NoisyNormal(loc=0., scale=TAIL_WIDTH * scales)
+  half_width = np.ceil(np.minimum(reach * scales.numpy(), MAX_REACH))
+  low = np.minimum(np.floor(helpers.lower_tail(prior, TAIL_MASS)), -half_width)
+  high = np.maximum(np.ceil(helpers.upper_tail(prior, TAIL_MASS)), half_width)
   lengths = (high - low + 1).astype(np.int32)
-  # One batched evaluation, as tfc samples its densities.
+  # One batched evaluation, as tfc samples its densities (with heavy_tail 0,
+  # exactly the Gaussian's).
   samples = np.arange(lengths.max(), dtype=np.float32)[:, None] + low
-  pmfs = prior.prob(samples)
-  if heavy_tail:
-    wide = tfc.NoisyNormal(loc=0., scale=TAIL_WIDTH * scales)
-    pmfs = (1. - heavy_tail) * pmfs + heavy_tail * wide.prob(samples)
+  pmfs = ((1. - heavy_tail) * prior.prob(samples)
+          + heavy_tail * wide.prob(samples))
   rows = []
   for pmf, length in zip(tf.transpose(pmfs).numpy(), lengths):
     pmf = pmf[:length]
