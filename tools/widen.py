@@ -3,10 +3,9 @@
 
     tools/widen.py SOURCE TARGET --latent_channels=M [--seed=S]
 
-A mean-scale hyperprior whose every channel of y carries bits at the top
-of the ladder can only gain rate-distortion from a wider y: this gives it
-one without starting over (Chen, Goodfellow, Shlens, "Net2Net", ICLR 2016,
-grow the network, then train it). The new channels start silent:
+For a ladder whose every channel of y carries bits at its top levels: a
+wider y without starting over (Chen, Goodfellow, Shlens, "Net2Net", ICLR
+2016: grow the network, then train it). The new channels start silent:
 
 - g_a's new output filters are small random ones: training can grow
   them, and their y rounds to zero at every level's Δ;
@@ -19,6 +18,8 @@ grow the network, then train it). The new channels start silent:
   gain 1.
 
 Then `tfc-sth train --latent_channels=M --init_from=TARGET` trains them.
+Tried once on the default ladder, they stayed silent through 14500 steps
+(docs/training.md, "a wider latent that stayed silent").
 """
 
 import argparse
