@@ -28,7 +28,6 @@ import os
 import sys
 
 import numpy as np
-import tensorflow as tf
 
 from tfc_sth import export
 from tfc_sth.model import architectures
@@ -126,5 +125,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-  tf.get_logger().setLevel("ERROR")
   main()
