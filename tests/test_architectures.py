@@ -159,6 +159,8 @@ def test_round_trip_is_exact_in_a_process_without_tfc_sth(
      "hyper_kernel=2 must be odd"),
     (["--model=joint_autoregressive", "--hyper_kernel=1"],
      "--hyper_kernel does not apply"),
+    (["--model=cheng2020", "--hyper_filters=64"],
+     "--hyper_filters does not apply"),
 ])
 def test_train_refuses_options_the_architecture_cannot_take(
     flags, message, tmp_path, train_glob, capsys):
@@ -205,3 +207,21 @@ def test_hyper_kernel_sets_the_kernel_of_the_last_layer_of_h_s(
     last = codec.hyper_synthesis.layers[-1]
     assert tuple(last.kernel.shape) == (kernel, kernel, 8 * 3 // 2, 24)
     assert codec.get_config()["hyper_kernel"] == kernel
+
+
+def test_hyper_filters_set_the_width_of_h_a_h_s_and_z_alone():
+  model = architectures.CompressionModel(
+      "mean_scale_hyperprior", num_filters=12, latent_channels=16,
+      hyper_filters=8)
+  x_hat, _ = model(tf.random.uniform((1, 64, 64, 3)), training=False)
+  assert x_hat.shape == (1, 64, 64, 3)
+  codec = model.latent_codec
+  assert [l.filters for l in model.analysis.layers] == [12, 12, 12, 16]
+  assert [l.filters for l in model.synthesis.layers] == [12, 12, 12, 3]
+  assert [l.filters for l in codec.hyper_analysis.layers] == [8, 8, 8]
+  assert [l.filters for l in codec.hyper_synthesis.layers] == [8, 12, 32]
+  assert codec.hyper_channels == 8
+  # 0, the default, is --num_filters: the hyper transforms as before.
+  default = architectures.CompressionModel(
+      "mean_scale_hyperprior", num_filters=12, latent_channels=16)
+  assert default.latent_codec.num_filters == 12

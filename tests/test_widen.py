@@ -1,4 +1,5 @@
-"""tools/widen.py: more latent channels, coding as before, then trainable."""
+"""tools/widen.py: more filters or latent channels, coding as before, then
+trainable."""
 
 import numpy as np
 import pytest
@@ -13,6 +14,13 @@ def widened(tiny_ladder_dir, tmp_path_factory, tool):
   target = tmp_path_factory.mktemp("widen") / "wide"
   tool("widen").main([str(tiny_ladder_dir), str(target),
                       "--latent_channels=20"])
+  return target
+
+
+@pytest.fixture(scope="module")
+def wider_filters(tiny_ladder_dir, tmp_path_factory, tool):
+  target = tmp_path_factory.mktemp("widen") / "filters"
+  tool("widen").main([str(tiny_ladder_dir), str(target), "--num_filters=12"])
   return target
 
 
@@ -48,6 +56,57 @@ def test_g_s_and_h_a_ignore_the_new_channels_whatever_they_hold(
                              rtol=1e-5, atol=1e-5)
 
 
+def test_wider_filters_code_the_same_pixels_at_the_same_rate(
+    tiny_ladder_dir, wider_filters, smooth_image):
+  config = pretrained.read_info(str(wider_filters))["config"]
+  assert (config["num_filters"], config["hyper_filters"]) == (12, 8)
+  narrow = codec.Codec(str(tiny_ladder_dir), codec.FLOAT32)
+  wide = codec.Codec(str(wider_filters), codec.FLOAT32)
+  image = smooth_image(64, 96, seed=6)
+  for quality in (1, 3):
+    before, after = (c.compress(image, quality=quality) for c in (narrow, wide))
+    # y is the same up to float summation order, which may flip a rounding.
+    assert abs(len(after) - len(before)) <= 2
+    difference = (narrow.decompress(before)[0].astype(int)
+                  - wide.decompress(after)[0].astype(int))
+    assert np.abs(difference).max() <= 1
+
+
+def test_g_a_and_g_s_ignore_the_new_filters_whatever_they_compute(
+    tiny_ladder_dir, wider_filters):
+  # Training will change the new filters: until the layers after them (and
+  # GDN's norms) learn to listen, the outputs stay the source's.
+  narrow = export.exported_model(str(tiny_ladder_dir))
+  wide = export.exported_model(str(wider_filters))
+  rng = np.random.default_rng(1)
+  for transform in (wide.analysis, wide.synthesis):
+    for layer in transform.layers[:-1]:
+      kernel = layer.kernel_parameter.numpy()
+      kernel[..., 8:] = rng.normal(0., 1., kernel[..., 8:].shape)
+      layer.kernel_parameter.assign(kernel)
+  x = rng.uniform(0., 1., (1, 64, 64, 3)).astype(np.float32)
+  np.testing.assert_allclose(wide.analysis(x), narrow.analysis(x),
+                             rtol=1e-4, atol=1e-4)
+  y = rng.normal(0., 4., (1, 4, 6, 12)).astype(np.float32)
+  np.testing.assert_allclose(wide.synthesis(y), narrow.synthesis(y),
+                             rtol=1e-4, atol=1e-4)
+
+
+def test_training_grows_the_weights_from_the_new_filters(
+    wider_filters, tmp_path, train_glob):
+  config = trainer.TrainConfig(
+      num_filters=12, latent_channels=12, delta_mode="channel", qualities=3,
+      architecture_options=dict(hyper_filters=8), lmbda_min=0.002,
+      lmbda=0.05, soft_steps=2, hard_steps=0, steps_per_epoch=2,
+      batch_size=2, patch_size=64, init_from=str(wider_filters),
+      train_glob=train_glob)
+  model = trainer.train(config, str(tmp_path / "run"), verbose=0)
+  # They start at zero; their gradient is not, so the first steps move them.
+  for transform in (model.analysis, model.synthesis):
+    for layer in transform.layers[1:]:
+      assert np.abs(layer.kernel.numpy()[:, :, 8:]).max() > 0, layer.name
+
+
 def test_training_starts_from_the_widened_export(widened, tmp_path,
                                                  train_glob):
   config = trainer.TrainConfig(
@@ -68,6 +127,10 @@ def test_widening_refuses_fewer_channels_and_an_existing_target(
   with pytest.raises(SystemExit, match="must exceed"):
     tool("widen").main([str(tiny_ladder_dir), str(tmp_path / "narrow"),
                         "--latent_channels=12"])
+  with pytest.raises(SystemExit, match="must exceed"):
+    tool("widen").main([str(tiny_ladder_dir), str(tmp_path / "narrow"),
+                        "--num_filters=8"])
+  assert not (tmp_path / "narrow").exists()
   with pytest.raises(SystemExit, match="exists"):
     tool("widen").main([str(tiny_ladder_dir), str(widened),
                         "--latent_channels=24"])

@@ -1,11 +1,21 @@
 #!/usr/bin/env python3
-"""An export with more latent channels (M) that codes like its source.
+"""An export with wider transforms or more latent channels that codes like
+its source.
 
-    tools/widen.py SOURCE TARGET --latent_channels=M [--seed=S]
+    tools/widen.py SOURCE TARGET [--num_filters=N] [--latent_channels=M]
 
-For a ladder whose every channel of y carries bits at its top levels: a
-wider y without starting over (Chen, Goodfellow, Shlens, "Net2Net", ICLR
-2016: grow the network, then train it). The new channels start silent:
+For a ladder whose transforms or latent are full: more capacity without
+starting over (Chen, Goodfellow, Shlens, "Net2Net", ICLR 2016: grow the
+network, then train it). Then `tfc-sth train --init_from=TARGET` with the
+target's `--num_filters`, `--hyper_filters` and `--latent_channels`.
+
+More filters (N) in g_a and g_s: the new filters start as a fresh
+initialisation would, and the layer after each ignores them (zero
+weights), as GDN ignores them in the old filters' norms. The output is the
+source's; a new filter's outgoing weights get a gradient from the first
+step. h_a, h_s and z keep the source's width (`--hyper_filters`).
+
+More channels of y (M) start silent:
 
 - g_a's new output filters are small random ones: training can grow
   them, and their y rounds to zero at every level's Δ;
@@ -18,9 +28,9 @@ wider y without starting over (Chen, Goodfellow, Shlens, "Net2Net", ICLR
 - their Δ at each level is the median of the level's Δs, their decoder
   gain 1.
 
-Then `tfc-sth train --latent_channels=M --init_from=TARGET` trains them.
-Tried once on the default ladder, they stayed silent through 14500 steps
-(docs/training.md, "a wider latent that stayed silent").
+Tried once on the default ladder, new channels of y stayed silent through
+14500 steps (docs/training.md, "a wider latent that stayed silent"): each
+costs rate before g_s has learnt to use it, which new filters do not.
 """
 
 import argparse
@@ -28,6 +38,7 @@ import os
 import sys
 
 import numpy as np
+import tensorflow as tf
 
 from tfc_sth import export
 from tfc_sth.model import architectures
@@ -46,6 +57,32 @@ def _grow(value, axis, new_size, fill):
   shape = list(value.shape)
   shape[axis] = new_size - shape[axis]
   return np.concatenate([value, fill(shape)], axis=axis)
+
+
+def widen_filters(source, filters, seed=0):
+  """A copy of `source` (from `export.exported_model`) with `filters`
+  filters in g_a and g_s, coding the same pixels."""
+  config = source.get_config()
+  if filters <= config["num_filters"]:
+    raise ValueError(f"--num_filters={filters} must exceed the source's "
+                     f"{config['num_filters']}")
+  if "hyper_filters" not in architectures.options(source.architecture):
+    raise ValueError(f"widening the filters of {source.architecture} is not "
+                     "supported: its hyper transforms would widen too")
+  target = architectures.CompressionModel.from_config(dict(
+      config, num_filters=filters,
+      hyper_filters=config.get("hyper_filters") or config["num_filters"]))
+  tf.keras.utils.set_random_seed(seed)
+  target.create_variables()  # The new filters' initialisation.
+  for theirs, ours in zip(source.variables, target.variables, strict=True):
+    value = np.array(ours.numpy())  # Scalars too.
+    value[tuple(slice(0, n) for n in theirs.shape)] = theirs.numpy()
+    if value.ndim == 4:  # A kernel: the new input channels are ignored.
+      value[:, :, theirs.shape[2]:] = 0.
+    # GDN's γ[i, j] weighs input i in the norm of output j: its fresh value
+    # (a diagonal) has no new input in an old norm.
+    ours.assign(value)
+  return target
 
 
 def widen(source, channels, seed=0):
@@ -106,17 +143,23 @@ def widen(source, channels, seed=0):
 
 
 def main(argv=None):
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
   parser.add_argument("source")
   parser.add_argument("target")
-  parser.add_argument("--latent_channels", type=int, required=True)
+  parser.add_argument("--num_filters", type=int)
+  parser.add_argument("--latent_channels", type=int)
   parser.add_argument("--seed", type=int, default=0)
   args = parser.parse_args(argv)
+  if args.num_filters is None and args.latent_channels is None:
+    parser.error("give --num_filters, --latent_channels or both")
   if os.path.exists(args.target):
     sys.exit(f"{args.target} exists: not replaced")
   try:
-    model = widen(export.exported_model(args.source), args.latent_channels,
-                  args.seed)
+    model = export.exported_model(args.source)
+    if args.num_filters is not None:
+      model = widen_filters(model, args.num_filters, args.seed)
+    if args.latent_channels is not None:
+      model = widen(model, args.latent_channels, args.seed)
   except ValueError as e:
     sys.exit(f"tools/widen.py: {e}")
   card = pretrained.read_info(args.source).get("card") or {}

@@ -58,12 +58,14 @@ def _gdn_transforms(num_filters, latent_channels, kernel_parameter):
 
 
 def _gdn_hyperprior(codec, num_filters, latent_channels, delta_mode,
-                    kernel_parameter, qualities, **options):
-  """GDN transforms around one of the hyperprior latent codecs."""
+                    kernel_parameter, qualities, hyper_filters=0, **options):
+  """GDN transforms around one of the hyperprior latent codecs; its hyper
+  transforms have `hyper_filters` filters (and z as many channels), or
+  `num_filters` if 0."""
   return (*_gdn_transforms(num_filters, latent_channels, kernel_parameter),
-          codec(latent_channels, num_filters, delta_mode=delta_mode,
-                kernel_parameter=kernel_parameter, qualities=qualities,
-                **options))
+          codec(latent_channels, hyper_filters or num_filters,
+                delta_mode=delta_mode, kernel_parameter=kernel_parameter,
+                qualities=qualities, **options))
 
 
 @register("factorized_prior")
@@ -78,24 +80,26 @@ def factorized_prior(num_filters=128, latent_channels=192,
 
 @register("scale_hyperprior",
           hyper_kernel="Kernel size of h_s's last layer: 3, or 1 to code "
-          "faster for some rate.")
+          "faster for some rate.",
+          hyper_filters="Filters of h_a and h_s, and channels of z, of the "
+          "scale and mean-scale hyperpriors; 0: --num_filters.")
 def scale_hyperprior(num_filters=128, latent_channels=192,
                      delta_mode=saun.NONE, kernel_parameter="rdft",
-                     qualities=1, hyper_kernel=3):
+                     qualities=1, hyper_kernel=3, hyper_filters=0):
   """Ballé et al. (ICLR 2018): GDN transforms, N(0, σ²) with σ from h_s."""
   return _gdn_hyperprior(latent_codecs.ScaleHyperprior, num_filters,
                          latent_channels, delta_mode, kernel_parameter,
-                         qualities, hyper_kernel=hyper_kernel)
+                         qualities, hyper_filters, hyper_kernel=hyper_kernel)
 
 
 @register("mean_scale_hyperprior")
 def mean_scale_hyperprior(num_filters=128, latent_channels=192,
                           delta_mode=saun.NONE, kernel_parameter="rdft",
-                          qualities=1, hyper_kernel=3):
+                          qualities=1, hyper_kernel=3, hyper_filters=0):
   """Minnen et al. 2018 without context: GDN transforms, Gaussian (μ, σ) prior."""
   return _gdn_hyperprior(latent_codecs.MeanScaleHyperprior, num_filters,
                          latent_channels, delta_mode, kernel_parameter,
-                         qualities, hyper_kernel=hyper_kernel)
+                         qualities, hyper_filters, hyper_kernel=hyper_kernel)
 
 
 @register("joint_autoregressive")
