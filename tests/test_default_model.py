@@ -98,6 +98,8 @@ def test_training_starts_from_the_shipped_model(default_codec, photo):
   shipped = pretrained.read_info(path)["config"]
   lmbdas = shipped["lmbdas"]
   config = trainer.TrainConfig(
+      num_filters=shipped["num_filters"],
+      latent_channels=shipped["latent_channels"],
       delta_mode="channel", qualities=len(lmbdas), lmbda_min=lmbdas[0],
       lmbda=lmbdas[-1], decoder_gain=shipped.get("decoder_gain", False),
       architecture_options={k: shipped[k] for k in architectures.OPTIONS
