@@ -3,6 +3,7 @@ trainable."""
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from tfc_sth import export
 from tfc_sth.runtime import codec, pretrained
@@ -21,6 +22,14 @@ def widened(tiny_ladder_dir, tmp_path_factory, tool):
 def wider_filters(tiny_ladder_dir, tmp_path_factory, tool):
   target = tmp_path_factory.mktemp("widen") / "filters"
   tool("widen").main([str(tiny_ladder_dir), str(target), "--num_filters=12"])
+  return target
+
+
+@pytest.fixture(scope="module")
+def split_filters(tiny_ladder_dir, tmp_path_factory, tool):
+  target = tmp_path_factory.mktemp("widen") / "split"
+  tool("widen").main([str(tiny_ladder_dir), str(target), "--num_filters=12",
+                      "--split"])
   return target
 
 
@@ -90,6 +99,66 @@ def test_g_a_and_g_s_ignore_the_new_filters_whatever_they_compute(
                              rtol=1e-4, atol=1e-4)
 
 
+def test_split_filters_code_the_same_pixels_at_the_same_rate(
+    tiny_ladder_dir, split_filters, smooth_image):
+  _codes_like(tiny_ladder_dir, split_filters, smooth_image(64, 96, seed=7),
+              range(-2, 3))
+
+
+def test_split_filters_are_heard_and_learn_apart_from_their_sources(
+    split_filters):
+  wide = export.exported_model(str(split_filters))
+  rng = np.random.default_rng(2)
+  x = tf.constant(rng.uniform(0., 1., (1, 64, 64, 3)), tf.float32)
+  weights = tf.constant(rng.normal(size=(1, 64, 64, 3)), tf.float32)
+  with tf.GradientTape() as tape:
+    loss = tf.reduce_sum(weights * wide.synthesis(wide.analysis(x)))
+  layers = wide.analysis.layers[:-1] + wide.synthesis.layers[:-1]
+  gradients = tape.gradient(loss, [l.kernel_parameter for l in layers])
+  for layer, gradient in zip(layers, gradients):
+    bias = layer.bias_parameter.numpy()
+    for copy in range(8, 12):
+      source, = np.flatnonzero(bias[:8] == bias[copy])
+      # Unequal shares of the outgoing weights: unequal gradients.
+      assert not np.allclose(gradient[..., copy], gradient[..., source],
+                             rtol=.05), layer.name
+  # Unlike plain widening's new filters, the copies are listened to.
+  before = wide.analysis(x).numpy()
+  kernel = layers[0].kernel_parameter.numpy()
+  kernel[..., 8:] = rng.normal(0., 1., kernel[..., 8:].shape)
+  layers[0].kernel_parameter.assign(kernel)
+  assert np.abs(wide.analysis(x).numpy() - before).max() > .1
+
+
+def test_kept_filters_code_as_if_the_rest_were_silent(
+    tiny_ladder_dir, tmp_path, tool):
+  target = tmp_path / "refilled"
+  tool("widen").main([str(tiny_ladder_dir), str(target), "--split",
+                      "--keep_filters=6"])
+  refilled = export.exported_model(str(target))
+  silenced = export.exported_model(str(tiny_ladder_dir))
+  for transform in (silenced.analysis, silenced.synthesis):
+    for i, layer in enumerate(transform.layers):
+      if i > 0:
+        kernel = layer.kernel_parameter.numpy()
+        kernel[:, :, 6:] = 0.
+        layer.kernel_parameter.assign(kernel)
+      if i < len(transform.layers) - 1:
+        gamma = layer.activation.gamma_parameter
+        value = gamma.variable.numpy()
+        value[6:] = gamma.offset  # γ = 0: silent in every norm.
+        gamma.variable.assign(value)
+  rng = np.random.default_rng(3)
+  x = rng.uniform(0., 1., (1, 64, 64, 3)).astype(np.float32)
+  np.testing.assert_allclose(refilled.analysis(x), silenced.analysis(x),
+                             rtol=1e-4, atol=1e-4)
+  y = rng.normal(0., 4., (1, 4, 6, 12)).astype(np.float32)
+  np.testing.assert_allclose(refilled.synthesis(y), silenced.synthesis(y),
+                             rtol=1e-4, atol=1e-4)
+  assert not np.allclose(refilled.analysis(x), export.exported_model(
+      str(tiny_ladder_dir)).analysis(x), atol=1e-3)
+
+
 def test_training_grows_the_weights_from_the_new_filters(
     wider_filters, tmp_path, train_glob):
   config = trainer.TrainConfig(
@@ -128,6 +197,13 @@ def test_widening_refuses_fewer_channels_and_an_existing_target(
   with pytest.raises(SystemExit, match="must exceed"):
     tool("widen").main([str(tiny_ladder_dir), str(tmp_path / "narrow"),
                         "--num_filters=8"])
+  with pytest.raises(SystemExit, match="at least half"):
+    tool("widen").main([str(tiny_ladder_dir), str(tmp_path / "narrow"),
+                        "--split", "--keep_filters=3"])
+  with pytest.raises(SystemExit) as refused:
+    tool("widen").main([str(tiny_ladder_dir), str(tmp_path / "narrow"),
+                        "--keep_filters=6"])
+  assert refused.value.code == 2  # --keep_filters needs --split.
   assert not (tmp_path / "narrow").exists()
   with pytest.raises(SystemExit, match="exists"):
     tool("widen").main([str(tiny_ladder_dir), str(widened),

@@ -2,7 +2,8 @@
 """An export with wider transforms or more latent channels that codes like
 its source.
 
-    tools/widen.py SOURCE TARGET [--num_filters=N] [--latent_channels=M]
+    tools/widen.py SOURCE TARGET [--num_filters=N] [--split [--keep_filters=K]]
+                                 [--latent_channels=M]
 
 For a ladder whose transforms or latent are full: more capacity without
 starting over (Chen, Goodfellow, Shlens, "Net2Net", ICLR 2016: grow the
@@ -14,6 +15,15 @@ initialisation would, and the layer after each ignores them (zero
 weights), as GDN ignores them in the old filters' norms. The output is the
 source's; a new filter's outgoing weights get a gradient from the first
 step. h_a, h_s and z keep the source's width (`--hyper_filters`).
+
+With `--split`, each new filter is instead a copy of a random old one
+(Net2Net's split): the copy and its source share the source's outgoing
+weights (and its column of GDN's γ) by random fractions that sum to one.
+The output is still the source's, but the copies compute features the
+model already uses, and the uneven shares give them different gradients,
+so they can part from their sources at once. `--keep_filters=K` refills
+the filters from K on this way without widening: what they contributed is
+lost, for filters that an earlier widening left barely used.
 
 More channels of y (M) start silent:
 
@@ -42,6 +52,7 @@ import sys
 
 import numpy as np
 import tensorflow as tf
+import tensorflow_compression as tfc
 
 from tfc_sth import export
 from tfc_sth.model import architectures
@@ -86,6 +97,59 @@ def widen_filters(source, filters, seed=0):
     # (a diagonal) has no new input in an old norm.
     ours.assign(value)
   return target
+
+
+def _gdn_layers(model):
+  """g_a's and g_s's layers, each with GDN but the last, or ValueError."""
+  layers = [model.analysis.layers, model.synthesis.layers]
+  for transform in layers:
+    if not all(isinstance(l.activation, tfc.GDN) for l in transform[:-1]):
+      raise ValueError(f"splitting the filters of {model.architecture} is "
+                       "not supported: its transforms are not conv and GDN")
+  return layers
+
+
+def _share(value, axis, sources, keep, rng):
+  """Divides the slices `sources` along `axis` between themselves and the
+  copies from `keep` on, by random fractions."""
+  value = np.moveaxis(value, axis, 0)
+  whole = value[sources]
+  fraction = rng.uniform(.25, .75, whole.shape)
+  value[sources] = fraction * whole
+  value[keep:] = (1. - fraction) * whole
+  return np.moveaxis(value, 0, axis)
+
+
+def split_filters(model, keep, seed=0):
+  """Makes g_a's and g_s's filters from `keep` on copies of distinct random
+  filters below it, in place; the output is as if those filters were
+  silent."""
+  filters = model.get_config()["num_filters"]
+  if not filters <= 2 * keep < 2 * filters:
+    raise ValueError(f"--keep_filters={keep} must be below the "
+                     f"{filters} filters and at least half of them")
+  transforms = _gdn_layers(model)
+  rng = np.random.default_rng(seed)
+  sources = np.sort(rng.choice(keep, filters - keep, replace=False))
+  order = np.concatenate([np.arange(keep), sources])
+  for layers in transforms:
+    for i, layer in enumerate(layers):
+      kernel = layer.kernel_parameter.numpy().astype(np.float64)
+      if i < len(layers) - 1:  # Its output filters, and their GDN.
+        kernel = kernel[..., order]
+        layer.bias_parameter.assign(layer.bias_parameter.numpy()[order])
+        gdn = layer.activation
+        gdn.beta_parameter.variable.assign(
+            gdn.beta_parameter.variable.numpy()[order])
+        # γ[i, j] weighs input i in the norm of output j.
+        gamma = gdn.gamma.numpy().astype(np.float64)[order][:, order]
+        gamma = _share(gamma, 0, sources, keep, rng)
+        pedestal = gdn.gamma_parameter.offset ** 2
+        gdn.gamma_parameter.variable.assign(np.sqrt(gamma + pedestal))
+      if i > 0:  # Its input filters.
+        kernel = _share(kernel[:, :, order], 2, sources, keep, rng)
+      layer.kernel_parameter.assign(kernel)
+  return model
 
 
 def widen(source, channels, seed=0):
@@ -150,17 +214,31 @@ def main(argv=None):
   parser.add_argument("source")
   parser.add_argument("target")
   parser.add_argument("--num_filters", type=int)
+  parser.add_argument("--split", action="store_true",
+                      help="new filters are splits of old ones")
+  parser.add_argument("--keep_filters", type=int,
+                      help="with --split: refill the filters from this on")
   parser.add_argument("--latent_channels", type=int)
   parser.add_argument("--seed", type=int, default=0)
   args = parser.parse_args(argv)
-  if args.num_filters is None and args.latent_channels is None:
-    parser.error("give --num_filters, --latent_channels or both")
+  if args.keep_filters is not None and not args.split:
+    parser.error("--keep_filters needs --split")
+  if args.split and args.num_filters is None and args.keep_filters is None:
+    parser.error("--split needs --num_filters or --keep_filters")
+  if (args.num_filters is None and args.latent_channels is None
+      and args.keep_filters is None):
+    parser.error("give --num_filters, --keep_filters or --latent_channels")
   if os.path.exists(args.target):
     sys.exit(f"{args.target} exists: not replaced")
   try:
     model = export.exported_model(args.source)
+    keep = args.keep_filters
+    if keep is None:  # Split into the new filters.
+      keep = model.get_config()["num_filters"]
     if args.num_filters is not None:
       model = widen_filters(model, args.num_filters, args.seed)
+    if args.split:
+      split_filters(model, keep, args.seed)
     if args.latent_channels is not None:
       model = widen(model, args.latent_channels, args.seed)
   except ValueError as e:
