@@ -18,12 +18,13 @@ step. h_a, h_s and z keep the source's width (`--hyper_filters`).
 
 With `--split`, each new filter is instead a copy of a random old one
 (Net2Net's split): the copy and its source share the source's outgoing
-weights (and its column of GDN's γ) by random fractions that sum to one.
-The output is still the source's, but the copies compute features the
-model already uses, and the uneven shares give them different gradients,
-so they can part from their sources at once. `--keep_filters=K` refills
-the filters from K on this way without widening: what they contributed is
-lost, for filters that an earlier widening left barely used.
+weights (and its weights in GDN's norms) by random fractions that sum to
+one. The output is still the source's, but the copies compute features
+the model already uses, and the uneven shares give them different
+gradients, so they can part from their sources at once.
+`--keep_filters=K` refills the filters from K on this way, also without
+widening: what they contributed is lost, for filters that an earlier
+widening left barely used.
 
 More channels of y (M) start silent:
 
@@ -44,6 +45,9 @@ costs rate before g_s has learnt to use it, which new filters do not.
 Widened from 128 to 160 filters and trained 22500 steps, the default
 ladder gained 0.93% (docs/training.md, "Where the top of the ladder is
 capped"), though the new filters' weights grew slowly at 3e-5.
+Refilled by `--split --keep_filters=128` after that, they trained worse
+than as they were: +0.43% on the validation crops after 6000 steps of
+each (docs/training.md, "Splitting the barely used filters").
 """
 
 import argparse
