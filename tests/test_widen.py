@@ -46,6 +46,18 @@ def _codes_like(source, target, image, extra_bytes):
     assert np.abs(difference).max() <= 1
 
 
+def _assert_same_transforms(model, expected, rng):
+  """g_a and g_s of `model` compute `expected`'s on random inputs; returns
+  g_a's input."""
+  x = rng.uniform(0., 1., (1, 64, 64, 3)).astype(np.float32)
+  np.testing.assert_allclose(model.analysis(x), expected.analysis(x),
+                             rtol=1e-4, atol=1e-4)
+  y = rng.normal(0., 4., (1, 4, 6, 12)).astype(np.float32)
+  np.testing.assert_allclose(model.synthesis(y), expected.synthesis(y),
+                             rtol=1e-4, atol=1e-4)
+  return x
+
+
 def test_the_widened_model_codes_the_same_pixels_at_the_same_rate(
     tiny_ladder_dir, widened, smooth_image):
   assert pretrained.read_info(str(widened))["config"]["latent_channels"] == 20
@@ -91,12 +103,7 @@ def test_g_a_and_g_s_ignore_the_new_filters_whatever_they_compute(
       kernel = layer.kernel_parameter.numpy()
       kernel[..., 8:] = rng.normal(0., 1., kernel[..., 8:].shape)
       layer.kernel_parameter.assign(kernel)
-  x = rng.uniform(0., 1., (1, 64, 64, 3)).astype(np.float32)
-  np.testing.assert_allclose(wide.analysis(x), narrow.analysis(x),
-                             rtol=1e-4, atol=1e-4)
-  y = rng.normal(0., 4., (1, 4, 6, 12)).astype(np.float32)
-  np.testing.assert_allclose(wide.synthesis(y), narrow.synthesis(y),
-                             rtol=1e-4, atol=1e-4)
+  _assert_same_transforms(wide, narrow, rng)
 
 
 def test_split_filters_code_the_same_pixels_at_the_same_rate(
@@ -148,13 +155,7 @@ def test_kept_filters_code_as_if_the_rest_were_silent(
         value = gamma.variable.numpy()
         value[6:] = gamma.offset  # γ = 0: silent in every norm.
         gamma.variable.assign(value)
-  rng = np.random.default_rng(3)
-  x = rng.uniform(0., 1., (1, 64, 64, 3)).astype(np.float32)
-  np.testing.assert_allclose(refilled.analysis(x), silenced.analysis(x),
-                             rtol=1e-4, atol=1e-4)
-  y = rng.normal(0., 4., (1, 4, 6, 12)).astype(np.float32)
-  np.testing.assert_allclose(refilled.synthesis(y), silenced.synthesis(y),
-                             rtol=1e-4, atol=1e-4)
+  x = _assert_same_transforms(refilled, silenced, np.random.default_rng(3))
   assert not np.allclose(refilled.analysis(x), export.exported_model(
       str(tiny_ladder_dir)).analysis(x), atol=1e-3)
 
