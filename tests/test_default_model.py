@@ -74,6 +74,19 @@ def test_every_quality_round_trips_and_costs_its_estimated_rate(
   assert sizes == sorted(sizes)
 
 
+@pytest.mark.parametrize("budget", [0.1, 0.5, 1.2])
+def test_max_bpp_codes_the_highest_quality_within_the_budget(
+    default_codec, photo, budget):
+  data, quality = default_codec.compress_to_rate(photo, budget)
+  pixels = photo.shape[0] * photo.shape[1]
+  assert 8 * len(data) / pixels <= budget
+  assert 1 < quality < default_codec.qualities
+  above = default_codec.compress(photo, quality=quality + 0.01)
+  assert 8 * len(above) / pixels > budget
+  np.testing.assert_array_equal(default_codec.decompress(data)[0],
+                                default_codec.reconstruct(photo, quality)[0])
+
+
 def test_every_quality_round_trips_in_bfloat16(default_codec, photo):
   """Coded and decoded with the bfloat16 transforms (emulated where the CPU
   lacks bfloat16 dot products): the symbol checksum passes, so the decoder

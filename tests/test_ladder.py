@@ -168,6 +168,74 @@ def test_bad_quality_flag_is_a_one_line_usage_error(
   assert not (tmp_path / "a.png.tsth").exists()
 
 
+def _bpp(data, image):
+  return 8 * len(data) / (image.shape[0] * image.shape[1])
+
+
+@pytest.mark.parametrize("asked", [1.37, 2.24, 2.5])
+def test_max_bpp_codes_the_highest_quality_that_fits(
+    ladder, smooth_image, asked):
+  image = smooth_image(48, 80, seed=5)
+  # The budget: exactly the size of the file at quality `asked`.
+  budget = _bpp(ladder.compress(image, quality=asked), image)
+  data, quality = ladder.compress_to_rate(image, budget)
+  assert _bpp(data, image) <= budget
+  assert data == ladder.compress(image, quality=quality)
+  assert bitstream.read_header(data)[0].quality == quality
+  assert asked <= quality < 3
+  assert _bpp(ladder.compress(image, quality=quality + 0.01), image) > budget
+  np.testing.assert_array_equal(ladder.decompress(data)[0],
+                                ladder.reconstruct(image, quality)[0])
+
+
+def test_max_bpp_above_the_top_level_codes_the_top_level(
+    ladder, smooth_image):
+  image = smooth_image(48, 80, seed=5)
+  top = ladder.compress(image, quality=3)
+  assert ladder.compress_to_rate(image, 2 * _bpp(top, image)) == (top, 3)
+
+
+def test_max_bpp_below_the_lowest_level_is_refused(ladder, smooth_image):
+  image = smooth_image(48, 80, seed=5)
+  lowest = _bpp(ladder.compress(image, quality=1), image)
+  with pytest.raises(codec.RateError, match="even quality 1 takes"):
+    ladder.compress_to_rate(image, lowest * 0.99)
+
+
+def test_max_bpp_flag(tiny_ladder_dir, tmp_path, smooth_image, png_bytes,
+                      capsys):
+  image = smooth_image(48, 80, seed=5)
+  (tmp_path / "a.png").write_bytes(png_bytes(image))
+  ladder = codec.Codec(str(tiny_ladder_dir))
+  budget = _bpp(ladder.compress(image, quality=2.5), image)
+  out = tmp_path / "a.tsth"
+  assert cli.main(["tfc-sth", "compress", str(tmp_path / "a.png"), "-v",
+                   f"--model={tiny_ladder_dir}", f"--max_bpp={budget}",
+                   f"-o={out}"]) == 0
+  quality = bitstream.read_header(out.read_bytes())[0].quality
+  assert 2.5 <= quality < 3 and _bpp(out.read_bytes(), image) <= budget
+  assert f"quality {quality:g}," in capsys.readouterr().out
+  # Out of reach: an error for that image, no file.
+  assert cli.main(["tfc-sth", "compress", str(tmp_path / "a.png"),
+                   f"--model={tiny_ladder_dir}", "--max_bpp=0.001",
+                   f"-o={tmp_path / 'b.tsth'}"]) == cli.EXIT_ERROR
+  err = capsys.readouterr().err
+  assert len(err.splitlines()) == 1 and "even quality 1 takes" in err, err
+  assert not (tmp_path / "b.tsth").exists()
+
+
+def test_max_bpp_and_quality_together_are_a_usage_error(
+    tiny_ladder_dir, tmp_path, smooth_image, png_bytes, capsys):
+  (tmp_path / "a.png").write_bytes(png_bytes(smooth_image(16, 16)))
+  code = cli.main(["tfc-sth", "compress", str(tmp_path / "a.png"),
+                   f"--model={tiny_ladder_dir}", "--quality=2",
+                   "--max_bpp=1"])
+  assert code == cli.EXIT_USAGE
+  err = capsys.readouterr().err
+  assert len(err.splitlines()) == 1 and "--max_bpp" in err, err
+  assert not (tmp_path / "a.png.tsth").exists()
+
+
 def test_a_file_of_a_level_the_model_lacks_is_refused(ladder, smooth_image):
   data = ladder.compress(smooth_image(16, 16), quality=3)
   header, payload = bitstream.read_header(data)

@@ -1,8 +1,8 @@
 """The `tfc-sth` command line: compress, decompress, train, ablate, evaluate,
 bench, models.
 
-    tfc-sth compress IN.png... [-o OUT] [--quality Q] [--model NAME|PATH]
-                     [--verbose] [--force]
+    tfc-sth compress IN.png... [-o OUT] [--quality Q | --max_bpp B]
+                     [--model NAME|PATH] [--verbose] [--force]
     tfc-sth decompress IN.tsth... [-o OUT.png] [--model PATH] [--force]
     tfc-sth train --train_glob=... --train_dir=... [--export_dir=...] ...
     tfc-sth evaluate IMAGES... [--model [LABEL=]NAME|PATH]... [-o OUT.json|csv]
@@ -45,7 +45,7 @@ def _input_errors():
   from tfc_sth.training import trainer  # pylint: disable=g-import-not-at-top
   return (bitstream.BitstreamError, image_io.ImageError,
           pretrained.ModelNotFoundError, codec.PrecisionError,
-          trainer.ConfigError, OSError)
+          codec.RateError, trainer.ConfigError, OSError)
 
 
 def _output_path(path, output, count, suffix):
@@ -127,11 +127,18 @@ def define_compress(fv):
                      "fractional levels lie between two levels. Default: "
                      "the model's middle level.", short_name="q",
                      flag_values=fv)
+  flags.DEFINE_float("max_bpp", None, "Instead of --quality: the highest "
+                     "quality (in steps of 0.01) whose file takes at most "
+                     "this many bits per pixel, found per image by "
+                     "bisection (about 10 codings of the latents).",
+                     lower_bound=0, flag_values=fv)
 
 
 def run_compress(fv, paths):
   from tfc_sth.runtime import bitstream, codec, image_io, pretrained  # pylint: disable=g-import-not-at-top,multiple-imports
   from tfc_sth.tools import metrics  # pylint: disable=g-import-not-at-top
+  if fv.max_bpp is not None and fv.quality is not None:
+    raise UsageError("--quality and --max_bpp: give one or the other")
   model = codec.Codec.load(fv.model or pretrained.DEFAULT_MODEL,
                            fv.precision)
   try:
@@ -142,7 +149,10 @@ def run_compress(fv, paths):
   def step(path, loaded):
     image, channels = loaded
     start = time.perf_counter()
-    data = model.compress(image, channels, quality)
+    if fv.max_bpp is None:
+      data, chosen = model.compress(image, channels, quality), quality
+    else:
+      data, chosen = model.compress_to_rate(image, fv.max_bpp, channels)
     seconds = time.perf_counter() - start
     out = _output_path(path, fv.output, len(paths), bitstream.SUFFIX)
     image_io.write_atomically(out, data, force=fv.force)
@@ -150,7 +160,7 @@ def run_compress(fv, paths):
       decoded, _ = model.decompress(data, max_pixels=bitstream.MAX_PIXELS)
       bpp = 8 * len(data) / (image.shape[0] * image.shape[1])
       print(f"{path} -> {out}: {image.shape[1]}x{image.shape[0]}, "
-            f"quality {quality:g}, {len(data)} bytes, {bpp:.4f} bpp, "
+            f"quality {chosen:g}, {len(data)} bytes, {bpp:.4f} bpp, "
             f"PSNR {metrics.psnr(image, decoded):.2f} dB, "
             f"encoded in {seconds:.3f} s")
 

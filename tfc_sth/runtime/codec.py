@@ -50,6 +50,10 @@ class QualityError(ValueError):
   """A quality level the model does not have."""
 
 
+class RateError(ValueError):
+  """No quality level of the model fits the rate asked for."""
+
+
 class PrecisionError(ValueError):
   """bfloat16 asked of a model exported without bfloat16 transforms."""
 
@@ -138,17 +142,62 @@ class Codec:
     """uint8 [H, W, 3] -> .tsth bytes; `channels` is what decoding returns,
     `quality` the level (see `check_quality`)."""
     quality = self.check_quality(quality)
+    image = self._checked(image, channels)
+    # One coding tile's latents at a time: memory bounded by the tile.
+    return self._encode(image, channels, quality, self._tile_latents(image))
+
+  def compress_to_rate(self, image, max_bpp, channels=3):
+    """(the file of the highest quality whose size is at most `max_bpp`
+    bits per pixel, that quality), the quality in the 0.01 steps a file
+    records; RateError if even level 1 is larger.
+
+    Bisects on the quality, as files grow with it (each level's Δ is finer
+    than the one below), analysing the image once: about 10 codings of the
+    latents, which are held whole (as many bytes as the image for M = 192).
+    """
+    image = self._checked(image, channels)
+    tiles = list(self._tile_latents(image))
+    pixels = image.shape[0] * image.shape[1]
+
+    def encode(hundredths):
+      quality = self.check_quality(hundredths / bitstream.QUALITY_SCALE)
+      return self._encode(image, channels, quality, tiles), quality
+
+    # `low` fits in the budget, `beyond` does not (one step over the top
+    # level stands for "nothing above fits").
+    scale = bitstream.QUALITY_SCALE
+    low, beyond = scale, self.qualities * scale + 1
+    best = encode(low)
+    if 8 * len(best[0]) > max_bpp * pixels:
+      raise RateError(f"even quality 1 takes {8 * len(best[0]) / pixels:.4f} "
+                      f"bpp, over the {max_bpp:g} asked")
+    while beyond - low > 1:
+      middle = (low + beyond) // 2
+      coded = encode(middle)
+      if 8 * len(coded[0]) <= max_bpp * pixels:
+        low, best = middle, coded
+      else:
+        beyond = middle
+    return best
+
+  def _checked(self, image, channels):
+    """`image` as an array, if it is one this model's files can hold."""
     image = np.asarray(image)
     if image.ndim != 3 or image.shape[-1] != 3 or image.dtype != np.uint8:
       raise image_io.ImageError(f"expected a uint8 HxWx3 image, got "
                                 f"{image.dtype} {image.shape}")
     try:  # Refuse sizes the format cannot hold before coding.
       bitstream.Header(self.model_id, image.shape[0], image.shape[1],
-                       channels, quality)
+                       channels, self.default_quality)
     except ValueError as e:
       raise image_io.ImageError(str(e)) from None
+    return image
+
+  def _encode(self, image, channels, quality, tiles):
+    """The file of `image` at `quality`; `tiles`: `_tile_latents(image)`,
+    which exports older than tiling do not use."""
     if self._tiled:
-      strings, checksums = self._compress_tiles(image, quality)
+      strings, checksums = self._compress_tiles(tiles, quality)
       header = bitstream.Header(self.model_id, image.shape[0], image.shape[1],
                                 channels, quality,
                                 _combined(checksums, *image.shape[:2]), TILE)
@@ -284,12 +333,19 @@ class Codec:
     return ([slice(r, min(r + tile, rows)) for r in range(0, rows, tile)],
             [slice(c, min(c + tile, cols)) for c in range(0, cols, tile)])
 
-  def _compress_tiles(self, image, quality):
+  def _tile_latents(self, image):
+    """((rows, cols) of a coding tile, g_a's latents of it) for each coding
+    tile of `image` in coding order, as they are needed."""
+    if not self._tiled:
+      return
+    tile_rows, tile_cols = self._coding_tiles(*image.shape[:2], TILE)
+    for region in itertools.product(tile_rows, tile_cols):
+      yield region, self._analyze(image, region)
+
+  def _compress_tiles(self, tiles, quality):
     strings = {n: [] for n in self.string_names}
     checksums = []
-    tile_rows, tile_cols = self._coding_tiles(*image.shape[:2], TILE)
-    for rows, cols in itertools.product(tile_rows, tile_cols):
-      latents = self._analyze(image, (rows, cols))
+    for (rows, cols), latents in tiles:
       outputs = self.module.signatures["compress_latents"](
           latents=latents, image_shape=_tile_shape(rows, cols, self.factor),
           quality=tf.constant(quality, tf.float32))
