@@ -46,6 +46,16 @@ def test_learning_rate_drops_tenfold_for_the_last_fifth():
   assert float(lr(81)) == pytest.approx(1e-4)
 
 
+def test_learning_rate_decays_for_the_steps_asked():
+  lr = schedule.LearningRate(1e-3, 1000, decay_steps=30)
+  assert float(lr(969)) == pytest.approx(1e-3)
+  assert float(lr(970)) == pytest.approx(1e-4)
+  assert float(lr(999)) == pytest.approx(1e-4)
+  # More decay steps than the run has: all of it decayed.
+  assert float(schedule.LearningRate(1e-3, 10, decay_steps=50)(0)) == (
+      pytest.approx(1e-4))
+
+
 def test_learning_rate_warms_up_linearly():
   lr = schedule.LearningRate(1e-3, 1000, warmup=10)
   assert float(lr(0)) == pytest.approx(1e-4)

@@ -91,17 +91,19 @@ def soft_round_alpha(step, steps):
 
 class LearningRate(tf.keras.optimizers.schedules.LearningRateSchedule):
   """A linear warm-up over `warmup` steps, constant, then a tenth of it for
-  the last (1 - decay_at) of the steps."""
+  the last `decay_steps` steps (default: the last fifth)."""
 
-  def __init__(self, learning_rate, total, warmup=0, decay_at=0.8):
+  def __init__(self, learning_rate, total, warmup=0, decay_steps=None):
     self.learning_rate = float(learning_rate)
     self.total = int(total)
     self.warmup = int(warmup)
-    self.decay_at = float(decay_at)
+    self.decay_steps = None if decay_steps is None else int(decay_steps)
+    self.decay_start = (int(0.8 * self.total) if decay_steps is None
+                        else max(self.total - self.decay_steps, 0))
 
   def __call__(self, step):
     step = tf.cast(step, tf.float32)
-    rate = tf.where(step < int(self.decay_at * self.total),
+    rate = tf.where(step < self.decay_start,
                     self.learning_rate, self.learning_rate / 10)
     if self.warmup:
       rate *= tf.minimum(1., (step + 1) / self.warmup)
@@ -109,7 +111,7 @@ class LearningRate(tf.keras.optimizers.schedules.LearningRateSchedule):
 
   def get_config(self):
     return dict(learning_rate=self.learning_rate, total=self.total,
-                warmup=self.warmup, decay_at=self.decay_at)
+                warmup=self.warmup, decay_steps=self.decay_steps)
 
 
 class PhaseSchedule(tf.keras.callbacks.Callback):

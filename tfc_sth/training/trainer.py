@@ -93,10 +93,13 @@ class TrainConfig:
   batch_size: int = _field(8, "Patches per step.")
   patch_size: int = _field(128, "Side of the square training patches.")
   learning_rate: float = _field(
-      1e-4, "Adam learning rate (divided by 10 for the last 20%).")
+      1e-4, "Adam learning rate (divided by 10 for the last --decay_steps).")
   warmup_steps: Optional[int] = _field(
       None, "Linear learning-rate warm-up steps (default: 0, or 500 when "
       "--init_from is an exported model).")
+  decay_steps: Optional[int] = _field(
+      None, "Steps at the end of the run at a tenth of the learning rate "
+      "(default: the last 20%).")
   clip_norm: float = _field(1.0, "Global gradient norm clip (0: none).")
   steps_per_epoch: int = _field(
       100, "Steps between checkpoints and validations.")
@@ -329,7 +332,8 @@ def build(config):
                                config.hard_steps, config.mixed_precision)
   optimizer = tf.keras.optimizers.Adam(
       schedule.LearningRate(config.learning_rate,
-                            schedule.total_steps(phases), config.warmup()),
+                            schedule.total_steps(phases), config.warmup(),
+                            config.decay_steps),
       global_clipnorm=config.clip_norm or None)
   model.compile(optimizer=optimizer)
   model.create_variables()
