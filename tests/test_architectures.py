@@ -147,6 +147,30 @@ def test_round_trip_is_exact_in_a_process_without_tfc_sth(
                                 fresh["1/decoded"])
 
 
+def test_refinement_where_the_latent_codec_allows_it(
+    trained, smooth_image, png_bytes, tmp_path, capsys):
+  """Refined latents decode (the symbol checksum passes) with every model
+  that exports refinement; a serial context model refuses it in one line."""
+  name, _, export_dir = trained
+  loaded = tf.saved_model.load(str(export_dir))
+  # Both code y with the serial context model.
+  refinable = name not in ("joint_autoregressive", "cheng2020")
+  assert ("refine" in loaded.signatures) == refinable
+  (tmp_path / "image.png").write_bytes(png_bytes(smooth_image(70, 90, seed=7)))
+  capsys.readouterr()
+  status = cli.main(["tfc-sth", "compress", str(tmp_path / "image.png"),
+                     f"--model={export_dir}", "--refine_steps=3"])
+  if not refinable:
+    assert status == cli.EXIT_ERROR
+    (line,) = capsys.readouterr().err.splitlines()
+    assert "cannot refine" in line
+    assert not (tmp_path / "image.png.tsth").exists()
+    return
+  assert status == 0
+  assert cli.main(["tfc-sth", "decompress", str(tmp_path / "image.png.tsth"),
+                   f"--model={export_dir}"]) == 0
+
+
 @pytest.mark.parametrize("flags, message", [
     (["--model=factorized_prior", "--delta_mode=hyper"], "no hyperprior"),
     (["--model=joint_autoregressive", "--attention"],

@@ -41,6 +41,15 @@ def test_measure_model_reports_the_files_figures(tiny_codec, photo_dir):
   assert m.encode_seconds > 0 and m.decode_seconds > 0
 
 
+def test_measure_model_records_refinement(tiny_codec, photo_dir):
+  path = str(photo_dir / "photo0.png")
+  image, channels = image_io.read_png(path)
+  m = evaluate.measure_model(tiny_codec, "tiny", path, image, channels,
+                             refine_steps=2)
+  assert m.setting == tiny_codec.model_id + " refine 2"
+  assert math.isnan(m.estimated_bpp)  # The model's is of g_a's latents.
+
+
 def test_measure_anchor_measures_its_file(photo_dir):
   path = str(photo_dir / "photo1.png")
   image, _ = image_io.read_png(path)

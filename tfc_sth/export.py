@@ -19,7 +19,10 @@ The exported module needs only tensorflow and tensorflow_compression to load
   same coding in pieces, for tiles (`codec.py`); `decompress_latents` hands
   `synthesize` ŷ times the level's decoder gain where the model has one
   (otherwise ŷ); `analyze_bfloat16`,
-  `synthesize_bfloat16`: the transforms computing in bfloat16.
+  `synthesize_bfloat16`: the transforms computing in bfloat16;
+- `refine`, `refine_bfloat16` (models whose latent codec is `refinable`):
+  a coding tile's latents refined for this image (`refinement.py`), for an
+  encoder that spends time for smaller files.
 
 `checksum` is a fingerprint (FarmHash64) of every integer symbol coded, the
 image shape and the quality. A range decoder fed bytes it did not write, or
@@ -53,6 +56,7 @@ import tensorflow_compression as tfc
 from tfc_sth.model import architectures
 from tfc_sth.model import exact
 from tfc_sth.model import layers
+from tfc_sth.model import refinement
 from tfc_sth.runtime import pretrained
 from tfc_sth.model import saun
 
@@ -325,6 +329,24 @@ class ExportedCodec(tf.Module):
     with layers.precision(self.model.synthesis, layers.MIXED_BFLOAT16):
       return self._synthesize(latents)
 
+  def _refine(self, latents, context, offset, tile, quality, steps):
+    x = tf.cast(tile, tf.float32)[None] / 255.
+    return {"latents": refinement.refine(
+        self.model, latents, context, offset, x, self._level(quality),
+        steps)}
+
+  @tf.function
+  def refine(self, latents, context, offset, tile, quality, steps):
+    """Latents of a coding tile refined for `steps` iterations to lower its
+    loss (`refinement.py`): `context` holds them at `offset` with their
+    halo; `tile`, the pixels they code that lie inside the image."""
+    return self._refine(latents, context, offset, tile, quality, steps)
+
+  @tf.function
+  def refine_bfloat16(self, latents, context, offset, tile, quality, steps):
+    with layers.precision(self.model.synthesis, layers.MIXED_BFLOAT16):
+      return self._refine(latents, context, offset, tile, quality, steps)
+
   @tf.function
   def compress_latents(self, latents, image_shape, quality):
     return self._code_latents(latents, image_shape, quality)
@@ -355,7 +377,17 @@ class ExportedCodec(tf.Module):
         checksum=tf.TensorSpec([8], tf.uint8),
         **{n: tf.TensorSpec([None], tf.string)
            for n in self.model.latent_codec.string_names})
+    refining = (latents, latents, tf.TensorSpec([2], tf.int32),
+                tf.TensorSpec([None, None, 3], tf.uint8),
+                tf.TensorSpec([], tf.float32), tf.TensorSpec([], tf.int32))
+    refine = {}
+    if self.model.latent_codec.refinable:
+      refine = {
+          "refine": self.refine.get_concrete_function(*refining),
+          "refine_bfloat16":
+              self.refine_bfloat16.get_concrete_function(*refining)}
     return {
+        **refine,
         "compress": self.compress.get_concrete_function(),
         "decompress": self.decompress.get_concrete_function(**decoding),
         "reconstruct": self.reconstruct.get_concrete_function(),

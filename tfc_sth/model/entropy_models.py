@@ -328,8 +328,9 @@ class GaussianConditional(EntropyLayer):
 
   def round(self, v, log_scale, delta):
     """round(v), within the coding tables' range once they are built: the
-    integers coding sends for a normalised latent v."""
-    v_hat = tf.round(v)
+    integers coding sends for a normalised latent v (with a straight-through
+    gradient, which latent refinement descends)."""
+    v_hat = tfc.round_st(v)
     if self.tables is None:
       return v_hat
     return self.tables.clip(v_hat, self._rows(log_scale, delta))

@@ -29,6 +29,7 @@ import math
 
 import numpy as np
 import tensorflow as tf
+import tensorflow_compression as tfc
 
 FRACTION_BITS = 12
 INPUT_LIMIT = 2. ** 12
@@ -37,9 +38,11 @@ FLOAT64_BITS = 53
 
 
 def snap(inputs):
-  """Inputs on the fixed-point grid, as float64."""
+  """Inputs on the fixed-point grid, as float64. The rounding passes the
+  gradient straight through (its output is tf.round's, bit for bit), for
+  the encoder's latent refinement, which descends through h_s."""
   scale = 2. ** FRACTION_BITS
-  inputs = tf.round(tf.cast(inputs, tf.float64) * scale)
+  inputs = tfc.round_st(tf.cast(inputs, tf.float64) * scale)
   return tf.clip_by_value(inputs, -INPUT_LIMIT * scale,
                           INPUT_LIMIT * scale) / scale
 

@@ -46,6 +46,9 @@ class LatentCodec(tf.keras.layers.Layer):
 
   string_names = ("y_string",)
   downsampling = 1
+  # Whether the inference-mode ŷ of `call` passes a straight-through
+  # gradient to y, which latent refinement (`refinement.py`) needs.
+  refinable = True
   _mode = quantization.NOISE  # The entropy layers' own initial mode.
 
   @property
@@ -108,6 +111,13 @@ class LatentCodec(tf.keras.layers.Layer):
           self.qualities, channels)
       self.log_delta = self.add_weight(
           name="log_delta", shape=shape, initializer="zeros")
+
+  def channel_step(self, level):
+    """Δ per channel at `level` under SAUN per channel, else 1: the unit in
+    which `refinement` moves the latents."""
+    if self.delta_mode == saun.CHANNEL:
+      return self._channel_delta(level)
+    return tf.ones([self.latent_channels])
 
   def _channel_delta(self, level):
     """Δ per channel at `level`, broadcastable against [B, H, W, channels]."""
@@ -349,6 +359,7 @@ class JointAutoregressive(Hyperprior):
   """
 
   hyper_features = 2
+  refinable = False  # Inference's ŷ is the serial one, without gradient.
 
   def __init__(self, latent_channels, num_filters, context_kernel=5,
                **kwargs):

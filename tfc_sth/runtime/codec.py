@@ -58,6 +58,15 @@ class PrecisionError(ValueError):
   """bfloat16 asked of a model exported without bfloat16 transforms."""
 
 
+class RefinementError(ValueError):
+  """Latent refinement asked of a model that cannot refine, or too long."""
+
+
+# Refinement steps an encoder accepts: each costs about three syntheses of
+# the image, so this bounds an encode to minutes per megapixel.
+MAX_REFINE_STEPS = 1000
+
+
 def bfloat16_is_fast():
   """Whether this CPU has bfloat16 dot products that oneDNN may use (Linux's
   CPU flags; elsewhere, no). Without them bfloat16 transforms are slower
@@ -110,6 +119,8 @@ class Codec:
     if self._tiled:
       self._analyze_tile = self.module.signatures["analyze" + suffix]
       self._synthesize_tile = self.module.signatures["synthesize" + suffix]
+    # Exports older than refinement, and serial context models, lack it.
+    self._refine_tile = self.module.signatures.get("refine" + suffix)
     _, inputs = self._decompress.structured_input_signature
     self._takes_quality = "quality" in inputs
     self._takes_checksum = "checksum" in inputs
@@ -138,30 +149,54 @@ class Codec:
       return {}
     return {"quality": tf.constant(quality, tf.float32)}
 
-  def compress(self, image, channels=3, quality=None):
+  @property
+  def can_refine(self):
+    """Whether `refine_steps` may be asked of this model."""
+    return self._refine_tile is not None
+
+  def check_refine_steps(self, steps):
+    if not 0 <= steps <= MAX_REFINE_STEPS:
+      raise RefinementError(f"refine steps {steps} out of range: 0 to "
+                            f"{MAX_REFINE_STEPS}")
+    if steps and not self.can_refine:
+      raise RefinementError(
+          f"model {self.model_id} cannot refine its latents (exported "
+          "before refinement existed, or its context model decodes "
+          "serially); use 0 refine steps")
+    return steps
+
+  def compress(self, image, channels=3, quality=None, refine_steps=0):
     """uint8 [H, W, 3] -> .tsth bytes; `channels` is what decoding returns,
-    `quality` the level (see `check_quality`)."""
+    `quality` the level (see `check_quality`). With `refine_steps`, the
+    latents of each coding tile are optimised for this image first (see
+    `refinement.py` of the model): smaller files at the same quality for
+    about three syntheses of the image per step."""
     quality = self.check_quality(quality)
+    refine_steps = self.check_refine_steps(refine_steps)
     image = self._checked(image, channels)
     # One coding tile's latents at a time: memory bounded by the tile.
-    return self._encode(image, channels, quality, self._tile_latents(image))
+    return self._encode(image, channels, quality, self._tile_latents(image),
+                        refine_steps)
 
-  def compress_to_rate(self, image, max_bpp, channels=3):
+  def compress_to_rate(self, image, max_bpp, channels=3, refine_steps=0):
     """(the file of the highest quality whose size is at most `max_bpp`
     bits per pixel, that quality), the quality in the 0.01 steps a file
     records; RateError if even level 1 is larger.
 
     Bisects on the quality, as files grow with it (each level's Δ is finer
     than the one below), analysing the image once: about 10 codings of the
-    latents, which are held whole (as many bytes as the image for M = 192).
+    latents, which are held whole (as many bytes as the image for M = 192),
+    each refined for its quality with `refine_steps`.
     """
+    refine_steps = self.check_refine_steps(refine_steps)
     image = self._checked(image, channels)
     tiles = list(self._tile_latents(image))
     pixels = image.shape[0] * image.shape[1]
 
     def encode(hundredths):
       quality = self.check_quality(hundredths / bitstream.QUALITY_SCALE)
-      return self._encode(image, channels, quality, tiles), quality
+      return self._encode(image, channels, quality, tiles,
+                          refine_steps), quality
 
     # `low` fits in the budget, `beyond` does not (one step over the top
     # level stands for "nothing above fits").
@@ -193,10 +228,14 @@ class Codec:
       raise image_io.ImageError(str(e)) from None
     return image
 
-  def _encode(self, image, channels, quality, tiles):
+  def _encode(self, image, channels, quality, tiles, refine_steps=0):
     """The file of `image` at `quality`; `tiles`: `_tile_latents(image)`,
     which exports older than tiling do not use."""
     if self._tiled:
+      if refine_steps:
+        tiles = ((region, self._refine(image, region, latents, quality,
+                                       refine_steps))
+                 for region, latents in tiles)
       strings, checksums = self._compress_tiles(tiles, quality)
       header = bitstream.Header(self.model_id, image.shape[0], image.shape[1],
                                 channels, quality,
@@ -341,6 +380,28 @@ class Codec:
     tile_rows, tile_cols = self._coding_tiles(*image.shape[:2], TILE)
     for region in itertools.product(tile_rows, tile_cols):
       yield region, self._analyze(image, region)
+
+  def _refine(self, image, region, latents, quality, steps):
+    """The latents of coding tile `region`, refined for `image`: the
+    synthesis of its pixels reads its neighbours' latents (a halo around
+    it), which are g_a's."""
+    size = self._latent_size(*image.shape[:2])
+    # The halo rounded up to whole hyper-latents, which the latent codec
+    # needs to quantize the context as it will code it.
+    unit = self.downsampling // self.factor
+    halo = -(-self.halo // unit) * unit
+    context = tuple(slice(max(s.start - halo, 0), min(s.stop + halo, n))
+                    for s, n in zip(region, size))
+    rows, cols = (slice(s.start * self.factor,
+                        min(s.stop * self.factor, n))
+                  for s, n in zip(region, image.shape[:2]))
+    return self._refine_tile(
+        latents=latents, context=self._analyze(image, context),
+        offset=tf.constant([s.start - c.start
+                            for s, c in zip(region, context)], tf.int32),
+        tile=tf.constant(image[rows, cols]),
+        quality=tf.constant(quality, tf.float32),
+        steps=tf.constant(steps, tf.int32))["latents"]
 
   def _compress_tiles(self, tiles, quality):
     strings = {n: [] for n in self.string_names}

@@ -62,29 +62,36 @@ def _measurement(codec, setting, path, image, num_bytes, decoded,
       decode_seconds=decode_seconds, **extra)
 
 
-def model_setting(codec, quality):
-  """The setting a measurement records: the model id, and the level of a
-  model with several."""
-  return codec.model_id + (f" q{quality:g}" if codec.qualities > 1 else "")
+def model_setting(codec, quality, refine_steps=0):
+  """The setting a measurement records: the model id, the level of a model
+  with several, and the refinement steps if any."""
+  return codec.model_id + (f" q{quality:g}" if codec.qualities > 1 else "") + (
+      f" refine {refine_steps}" if refine_steps else "")
 
 
-def measure_model(codec, label, path, image, channels=3, quality=None):
+def measure_model(codec, label, path, image, channels=3, quality=None,
+                  refine_steps=0):
   """Compresses and decompresses `image` with a loaded `codec.Codec`.
 
   Times are of a second round trip: the first with a new image size also
-  sets up oneDNN's kernels for it.
+  sets up oneDNN's kernels for it (unrefined: refinement takes long enough
+  for its own set-up not to matter). The estimated rate is the model's
+  for g_a's latents, so only without refinement.
   """
   codec.decompress(codec.compress(image, channels, quality))
   start = time.perf_counter()
-  data = codec.compress(image, channels, quality)
+  data = codec.compress(image, channels, quality, refine_steps)
   encoded = time.perf_counter()
   decoded, _ = codec.decompress(data)
   decode_seconds = time.perf_counter() - encoded
-  _, estimated_bits = codec.reconstruct(image, quality)
+  estimated_bpp = math.nan
+  if not refine_steps:
+    _, estimated_bits = codec.reconstruct(image, quality)
+    estimated_bpp = estimated_bits / (image.shape[0] * image.shape[1])
   return _measurement(
-      label, model_setting(codec, codec.check_quality(quality)), path, image,
-      len(data), decoded, encoded - start, decode_seconds,
-      estimated_bpp=estimated_bits / (image.shape[0] * image.shape[1]))
+      label, model_setting(codec, codec.check_quality(quality), refine_steps),
+      path, image, len(data), decoded, encoded - start, decode_seconds,
+      estimated_bpp=estimated_bpp)
 
 
 def measure_anchor(anchor, setting, path, image):
@@ -94,19 +101,20 @@ def measure_anchor(anchor, setting, path, image):
                       coded.decode_seconds)
 
 
-def run(paths, models, anchors, progress=None):
+def run(paths, models, anchors, progress=None, refine_steps=0):
   """Measures every image with every model and every anchor setting.
 
   `models` is a list of (label, loaded `codec.Codec`); `anchors` a list of
   `anchors.Anchor`. `progress(done, total)` is called after each image.
+  The models encode with `refine_steps` of latent refinement.
   """
   measurements = []
   for done, path in enumerate(paths, 1):
     image, channels = image_io.read_png(path)
     for label, codec in models:
       for quality in range(1, codec.qualities + 1):
-        measurements.append(
-            measure_model(codec, label, path, image, channels, quality))
+        measurements.append(measure_model(codec, label, path, image,
+                                          channels, quality, refine_steps))
     for anchor in anchors:
       for setting in anchor.settings:
         measurements.append(measure_anchor(anchor, setting, path, image))
