@@ -62,12 +62,6 @@ def test_refined_tiles_code_their_own_pixels(shipped, sample, monkeypatch):
       shipped, sample, quality, plain)
 
 
-def test_no_refine_steps_is_the_plain_encoder(shipped, sample):
-  image = sample[:128, :192]
-  assert shipped.compress(image, quality=3, refine_steps=0) == (
-      shipped.compress(image, quality=3))
-
-
 def test_refinement_is_bounded(shipped, sample):
   with pytest.raises(codec.RefinementError, match="out of range"):
     shipped.compress(sample, refine_steps=codec.MAX_REFINE_STEPS + 1)

@@ -175,8 +175,8 @@ class Codec:
     refine_steps = self.check_refine_steps(refine_steps)
     image = self._checked(image, channels)
     # One coding tile's latents at a time: memory bounded by the tile.
-    return self._encode(image, channels, quality, self._tile_latents(image),
-                        refine_steps)
+    return self._encode(image, channels, quality,
+                        self._tile_latents(image, refine_steps), refine_steps)
 
   def compress_to_rate(self, image, max_bpp, channels=3, refine_steps=0):
     """(the file of the highest quality whose size is at most `max_bpp`
@@ -190,7 +190,7 @@ class Codec:
     """
     refine_steps = self.check_refine_steps(refine_steps)
     image = self._checked(image, channels)
-    tiles = list(self._tile_latents(image))
+    tiles = list(self._tile_latents(image, refine_steps))
     pixels = image.shape[0] * image.shape[1]
 
     def encode(hundredths):
@@ -229,13 +229,13 @@ class Codec:
     return image
 
   def _encode(self, image, channels, quality, tiles, refine_steps=0):
-    """The file of `image` at `quality`; `tiles`: `_tile_latents(image)`,
-    which exports older than tiling do not use."""
+    """The file of `image` at `quality`; `tiles`: `_tile_latents(image,
+    refine_steps)`, which exports older than tiling do not use."""
     if self._tiled:
       if refine_steps:
-        tiles = ((region, self._refine(image, region, latents, quality,
-                                       refine_steps))
-                 for region, latents in tiles)
+        tiles = ((region, self._refine(image, region, context, latents,
+                                       quality, refine_steps))
+                 for region, context, latents in tiles)
       strings, checksums = self._compress_tiles(tiles, quality)
       header = bitstream.Header(self.model_id, image.shape[0], image.shape[1],
                                 channels, quality,
@@ -372,34 +372,40 @@ class Codec:
     return ([slice(r, min(r + tile, rows)) for r in range(0, rows, tile)],
             [slice(c, min(c + tile, cols)) for c in range(0, cols, tile)])
 
-  def _tile_latents(self, image):
+  def _tile_latents(self, image, refine_steps=0):
     """((rows, cols) of a coding tile, g_a's latents of it) for each coding
-    tile of `image` in coding order, as they are needed."""
+    tile of `image` in coding order, as they are needed. To refine, instead
+    (region, a context region around it, g_a's latents of the context), so
+    that g_a runs once per tile however many codings follow: the context's
+    halo is rounded up to whole hyper-latents, which the latent codec needs
+    to quantize it as it will code it."""
     if not self._tiled:
       return
     tile_rows, tile_cols = self._coding_tiles(*image.shape[:2], TILE)
-    for region in itertools.product(tile_rows, tile_cols):
-      yield region, self._analyze(image, region)
-
-  def _refine(self, image, region, latents, quality, steps):
-    """The latents of coding tile `region`, refined for `image`: the
-    synthesis of its pixels reads its neighbours' latents (a halo around
-    it), which are g_a's."""
     size = self._latent_size(*image.shape[:2])
-    # The halo rounded up to whole hyper-latents, which the latent codec
-    # needs to quantize the context as it will code it.
     unit = self.downsampling // self.factor
     halo = -(-self.halo // unit) * unit
-    context = tuple(slice(max(s.start - halo, 0), min(s.stop + halo, n))
-                    for s, n in zip(region, size))
-    rows, cols = (slice(s.start * self.factor,
-                        min(s.stop * self.factor, n))
-                  for s, n in zip(region, image.shape[:2]))
+    for region in itertools.product(tile_rows, tile_cols):
+      if not refine_steps:
+        yield region, self._analyze(image, region)
+        continue
+      context = tuple(slice(max(s.start - halo, 0), min(s.stop + halo, n))
+                      for s, n in zip(region, size))
+      yield region, context, self._analyze(image, context)
+
+  def _refine(self, image, region, context, latents, quality, steps):
+    """The latents of coding tile `region`, refined for `image` from
+    `latents`, g_a's of the tile and its `context` (a region around it). The
+    synthesis of the tile's pixels reads the context, which stays g_a's."""
+    pixels = tuple(slice(s.start * self.factor, min(s.stop * self.factor, n))
+                   for s, n in zip(region, image.shape[:2]))
     return self._refine_tile(
-        latents=latents, context=self._analyze(image, context),
+        latents=latents[:, _within(region[0], context[0]),
+                        _within(region[1], context[1])],
+        context=latents,
         offset=tf.constant([s.start - c.start
                             for s, c in zip(region, context)], tf.int32),
-        tile=tf.constant(image[rows, cols]),
+        tile=tf.constant(image[pixels]),
         quality=tf.constant(quality, tf.float32),
         steps=tf.constant(steps, tf.int32))["latents"]
 
