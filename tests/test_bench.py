@@ -38,6 +38,20 @@ def test_bench_command(tiny_model_dir, tmp_path, smooth_image, png_bytes,
   assert "encode" in printed and "soft" in printed
 
 
+def test_bench_times_refined_encoding(tiny_model_dir, tmp_path, smooth_image,
+                                      png_bytes, capsys, reuse_saved_models):
+  photo = tmp_path / "photo.png"
+  photo.write_bytes(png_bytes(smooth_image(64, 80, seed=3)))
+  out = tmp_path / "bench.json"
+  assert cli.main([
+      "tfc-sth", "bench", "--model", str(tiny_model_dir), "--runs=1",
+      "--train_steps=0", "--refine_steps=3", "-o", str(out),
+      str(photo)]) == 0
+  (coding,) = json.loads(out.read_text())["coding"]
+  assert coding["refine_steps"] == 3
+  assert "3 refine steps" in capsys.readouterr().out
+
+
 def test_bench_needs_something_to_time(capsys):
   assert cli.main(["tfc-sth", "bench", "--train_steps=0"]) == cli.EXIT_USAGE
   assert "nothing to time" in capsys.readouterr().err

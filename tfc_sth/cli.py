@@ -423,6 +423,7 @@ def define_bench(fv):
                       short_name="o", flag_values=fv)
   flags.DEFINE_bool("force", False, "Overwrite an existing --output.",
                     flag_values=fv)
+  _define_refine_steps(fv)
 
 
 _BENCH_TRAIN_FIELDS = ("model", "num_filters", "latent_channels",
@@ -460,7 +461,9 @@ def run_bench(fv, args):
         qualities = [model.check_quality(float(q)) for q in fv.quality]
       except ValueError as e:  # Not a number, or a level it lacks.
         raise UsageError(f"--quality: {e}") from None
-    report["coding"] = bench.coding_report(model, paths, qualities, fv.runs)
+    model.check_refine_steps(fv.refine_steps)
+    report["coding"] = bench.coding_report(model, paths, qualities, fv.runs,
+                                           fv.refine_steps)
     if fv.folder:
       report["folder"] = bench.folder_report(model.path, paths, fv.precision)
     if fv.peers:

@@ -48,18 +48,19 @@ def _reset_peak_memory():
     pass
 
 
-def coding(codec, image, runs=7, warm_up=2, quality=None):
+def coding(codec, image, runs=7, warm_up=2, quality=None, refine_steps=0):
   """Encode and decode times of a loaded `codec.Codec` on one uint8 image,
-  at a quality level (default: the model's)."""
+  at a quality level (default: the model's), encoding with `refine_steps`
+  of latent refinement."""
   for _ in range(warm_up):
-    data = codec.compress(image, quality=quality)
+    data = codec.compress(image, quality=quality, refine_steps=refine_steps)
     codec.decompress(data)
   resident = _memory_mb("VmRSS")
   _reset_peak_memory()
   encode, decode = [], []
   for _ in range(runs):
     start = time.perf_counter()
-    data = codec.compress(image, quality=quality)
+    data = codec.compress(image, quality=quality, refine_steps=refine_steps)
     encode.append(time.perf_counter() - start)
     start = time.perf_counter()
     codec.decompress(data)
@@ -67,7 +68,8 @@ def coding(codec, image, runs=7, warm_up=2, quality=None):
   height, width = image.shape[:2]
   megapixels = height * width / 1e6
   return {"width": width, "height": height,
-          "quality": codec.check_quality(quality), "num_bytes": len(data),
+          "quality": codec.check_quality(quality),
+          "refine_steps": refine_steps, "num_bytes": len(data),
           "bpp": 8 * len(data) / (height * width),
           "encode": _spread(encode, megapixels),
           "decode": _spread(decode, megapixels),
@@ -145,16 +147,18 @@ def _range(spread):
           " Mpx/s")
 
 
-def coding_report(codec, paths, qualities, runs=7):
+def coding_report(codec, paths, qualities, runs=7, refine_steps=0):
   """`coding` of every PNG image in `paths` at every quality level (or at
   the model's own if `qualities` is empty), printed as it goes; returns the
   figures of each, with its path."""
-  print(f"coding with {codec.model_id} ({codec.precision} transforms), "
-        f"median of {runs} runs (min-max):")
+  refining = f", {refine_steps} refine steps" if refine_steps else ""
+  print(f"coding with {codec.model_id} ({codec.precision} transforms"
+        f"{refining}), median of {runs} runs (min-max):")
   results = []
   for path, quality in itertools.product(paths, qualities or [None]):
     image, _ = image_io.read_png(path)
-    figures = dict(image=path, **coding(codec, image, runs, quality=quality))
+    figures = dict(image=path, **coding(codec, image, runs, quality=quality,
+                                        refine_steps=refine_steps))
     results.append(figures)
     print(f"  {os.path.basename(path)} {figures['width']}x"
           f"{figures['height']}, quality {figures['quality']:g}, "
