@@ -155,7 +155,7 @@ def test_refinement_where_the_latent_codec_allows_it(
   loaded = tf.saved_model.load(str(export_dir))
   # Both code y with the serial context model.
   refinable = name not in ("joint_autoregressive", "cheng2020")
-  assert ("refine" in loaded.signatures) == refinable
+  assert ("refinement_loss" in loaded.signatures) == refinable
   (tmp_path / "image.png").write_bytes(png_bytes(smooth_image(70, 90, seed=7)))
   capsys.readouterr()
   status = cli.main(["tfc-sth", "compress", str(tmp_path / "image.png"),

@@ -20,9 +20,10 @@ The exported module needs only tensorflow and tensorflow_compression to load
   `synthesize` ŷ times the level's decoder gain where the model has one
   (otherwise ŷ); `analyze_bfloat16`,
   `synthesize_bfloat16`: the transforms computing in bfloat16;
-- `refine`, `refine_bfloat16` (models whose latent codec is `refinable`):
-  a coding tile's latents refined for this image (`refinement.py`), for an
-  encoder that spends time for smaller files.
+- `refinement_loss`, `refinement_loss_bfloat16` (models whose latent codec
+  is `refinable`): the loss of coding a tile's pixels with its latents moved
+  by `shift` (`model/refinement.py`), which an encoder that spends time for
+  smaller files descends (`runtime/refinement.py`).
 
 `checksum` is a fingerprint (FarmHash64) of every integer symbol coded, the
 image shape and the quality. A range decoder fed bytes it did not write, or
@@ -329,23 +330,27 @@ class ExportedCodec(tf.Module):
     with layers.precision(self.model.synthesis, layers.MIXED_BFLOAT16):
       return self._synthesize(latents)
 
-  def _refine(self, latents, context, offset, tile, quality, steps):
-    x = tf.cast(tile, tf.float32)[None] / 255.
-    return {"latents": refinement.refine(
-        self.model, latents, context, offset, x, self._level(quality),
-        steps)}
+  def _refinement_loss(self, latents, context, offset, tile, quality,
+                       shift):
+    loss, moved = refinement.objective(
+        self.model, latents, context, offset,
+        tf.cast(tile, tf.float32)[None] / 255., self._level(quality), shift)
+    return {"loss": loss, "latents": moved}
 
   @tf.function
-  def refine(self, latents, context, offset, tile, quality, steps):
-    """Latents of a coding tile refined for `steps` iterations to lower its
-    loss (`refinement.py`): `context` holds them at `offset` with their
-    halo; `tile`, the pixels they code that lie inside the image."""
-    return self._refine(latents, context, offset, tile, quality, steps)
+  def refinement_loss(self, latents, context, offset, tile, quality, shift):
+    """bits / pixels + λ_q · MSE of the pixels `tile` coded with `latents` +
+    Δ_q · `shift` (and those latents): `context` holds `latents` at
+    `offset` with their halo, as the synthesis of `tile` reads them."""
+    return self._refinement_loss(latents, context, offset, tile, quality,
+                                 shift)
 
   @tf.function
-  def refine_bfloat16(self, latents, context, offset, tile, quality, steps):
+  def refinement_loss_bfloat16(self, latents, context, offset, tile, quality,
+                               shift):
     with layers.precision(self.model.synthesis, layers.MIXED_BFLOAT16):
-      return self._refine(latents, context, offset, tile, quality, steps)
+      return self._refinement_loss(latents, context, offset, tile, quality,
+                                   shift)
 
   @tf.function
   def compress_latents(self, latents, image_shape, quality):
@@ -379,13 +384,14 @@ class ExportedCodec(tf.Module):
            for n in self.model.latent_codec.string_names})
     refining = (latents, latents, tf.TensorSpec([2], tf.int32),
                 tf.TensorSpec([None, None, 3], tf.uint8),
-                tf.TensorSpec([], tf.float32), tf.TensorSpec([], tf.int32))
+                tf.TensorSpec([], tf.float32), latents)
     refine = {}
     if self.model.latent_codec.refinable:
       refine = {
-          "refine": self.refine.get_concrete_function(*refining),
-          "refine_bfloat16":
-              self.refine_bfloat16.get_concrete_function(*refining)}
+          "refinement_loss":
+              self.refinement_loss.get_concrete_function(*refining),
+          "refinement_loss_bfloat16":
+              self.refinement_loss_bfloat16.get_concrete_function(*refining)}
     return {
         **refine,
         "compress": self.compress.get_concrete_function(),
@@ -412,7 +418,11 @@ def export(model, directory, card=None):
   its configuration and `card` (free-form facts: λ, steps, measured rates).
   """
   codec = ExportedCodec(model)
-  tf.saved_model.save(codec, directory, signatures=codec.signatures())
+  # The signatures only: a tf.function attribute of the saved object would
+  # be saved again beside its signature, and loaded twice.
+  weights = tf.Module()
+  weights.model = codec.model
+  tf.saved_model.save(weights, directory, signatures=codec.signatures())
   info = dict(model_id=codec.model_id, architecture=model.architecture,
               config=codec.model.get_config(), card=card or {})
   with open(os.path.join(directory, pretrained.INFO_FILE), "w") as f:

@@ -17,6 +17,7 @@ import tensorflow as tf
 from tfc_sth.runtime import bitstream
 from tfc_sth.runtime import image_io
 from tfc_sth.runtime import pretrained
+from tfc_sth.runtime import refinement
 
 
 # Decoding refuses larger declared sizes unless asked (`max_pixels`): a file
@@ -120,7 +121,8 @@ class Codec:
       self._analyze_tile = self.module.signatures["analyze" + suffix]
       self._synthesize_tile = self.module.signatures["synthesize" + suffix]
     # Exports older than refinement, and serial context models, lack it.
-    self._refine_tile = self.module.signatures.get("refine" + suffix)
+    loss = self.module.signatures.get("refinement_loss" + suffix)
+    self._refine_tile = None if loss is None else refinement.refiner(loss)
     _, inputs = self._decompress.structured_input_signature
     self._takes_quality = "quality" in inputs
     self._takes_checksum = "checksum" in inputs
@@ -168,8 +170,8 @@ class Codec:
   def compress(self, image, channels=3, quality=None, refine_steps=0):
     """uint8 [H, W, 3] -> .tsth bytes; `channels` is what decoding returns,
     `quality` the level (see `check_quality`). With `refine_steps`, the
-    latents of each coding tile are optimised for this image first (see
-    `refinement.py` of the model): smaller files at the same quality for
+    latents of each coding tile are optimised for this image first
+    (`refinement.py`): smaller files at the same quality for
     about three syntheses of the image per step."""
     quality = self.check_quality(quality)
     refine_steps = self.check_refine_steps(refine_steps)
@@ -407,7 +409,7 @@ class Codec:
                             for s, c in zip(region, context)], tf.int32),
         tile=tf.constant(image[pixels]),
         quality=tf.constant(quality, tf.float32),
-        steps=tf.constant(steps, tf.int32))["latents"]
+        steps=tf.constant(steps, tf.int32))
 
   def _compress_tiles(self, tiles, quality):
     strings = {n: [] for n in self.string_names}
