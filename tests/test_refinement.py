@@ -76,3 +76,21 @@ def test_max_bpp_refines_each_quality_it_tries(shipped, sample):
   # Refined latents cost fewer bits, so a higher quality fits.
   assert quality >= plain_quality
   shipped.decompress(data)
+
+
+@pytest.mark.parametrize("quality", [2, 9])
+def test_the_exported_objective_is_the_files_loss(shipped, sample, quality):
+  """The loss the search descends, at g_a's latents, against the bytes and
+  pixels of the plain file (one coding tile: the sample is 48 x 32
+  latents): a wrong λ, pixel count or crop would be far off."""
+  tf = pytest.importorskip("tensorflow")
+  signatures = shipped.module.signatures
+  latents = signatures["analyze"](tile=tf.constant(sample))["latents"]
+  objective = signatures["refinement_loss"](
+      latents=latents, context=latents, offset=tf.constant([0, 0]),
+      tile=tf.constant(sample), quality=tf.constant(float(quality)),
+      shift=tf.zeros_like(latents))
+  real = _loss(shipped, sample, quality,
+               shipped.compress(sample, quality=quality))
+  np.testing.assert_allclose(objective["loss"].numpy(), real, rtol=0.02)
+  np.testing.assert_array_equal(objective["latents"], latents)
