@@ -6,6 +6,7 @@ import os
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from tfc_sth.runtime import codec
 from tfc_sth.runtime import image_io
@@ -34,8 +35,8 @@ def _loss(shipped, image, quality, data):
   return 8 * len(data) / (image.shape[0] * image.shape[1]) + lmbda * mse
 
 
-def test_the_shipped_model_refines():
-  assert codec.Codec.load(precision=codec.FLOAT32).can_refine
+def test_the_shipped_model_refines(shipped):
+  assert shipped.can_refine
 
 
 @pytest.mark.parametrize("quality", [2, 5, 9])
@@ -83,7 +84,6 @@ def test_the_exported_objective_is_the_files_loss(shipped, sample, quality):
   """The loss the search descends, at g_a's latents, against the bytes and
   pixels of the plain file (one coding tile: the sample is 48 x 32
   latents): a wrong λ, pixel count or crop would be far off."""
-  tf = pytest.importorskip("tensorflow")
   signatures = shipped.module.signatures
   latents = signatures["analyze"](tile=tf.constant(sample))["latents"]
   objective = signatures["refinement_loss"](

@@ -74,8 +74,9 @@ def measure_model(codec, label, path, image, channels=3, quality=None,
   """Compresses and decompresses `image` with a loaded `codec.Codec`.
 
   Times are of a second round trip: the first with a new image size also
-  sets up oneDNN's kernels for it (unrefined: refinement takes long enough
-  for its own set-up not to matter). The estimated rate is the model's
+  sets up oneDNN's kernels for it (unrefined: the first refined encode of a
+  run also traces the search, a few seconds, which the warm-up would
+  double). The estimated rate is the model's
   for g_a's latents, so only without refinement.
   """
   codec.decompress(codec.compress(image, channels, quality))
