@@ -34,7 +34,7 @@ setuptools.setup(
         "numpy<2",
     ],
     extras_require={
-        "test": ["pytest", "pytest-xdist", "pillow", "matplotlib"],
+        "test": ["pytest", "pillow", "matplotlib"],
         # JPEG anchor (Pillow) and rate-distortion plots.
         "evaluate": ["pillow", "matplotlib"],
     },
